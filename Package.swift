@@ -1,0 +1,66 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers (each arrow is the only direction a dependency may point):
+//   ai-shell (executable) -> AIShellCLI -> BackupCore -> BackupEngines / BackupPipeline / BackupStorage
+//   -> BackupModel -> C shims (CSQLite, CZlib, CBZip2, CZstd)
+let package = Package(
+  name: "ai-shell",
+  platforms: [.macOS(.v14)],
+  products: [
+    .executable(name: "ai-shell", targets: ["ai-shell"])
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+  ],
+  targets: [
+    .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3"),
+    .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib"),
+    .systemLibrary(name: "CBZip2", path: "Sources/CBZip2"),
+    .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd"),
+    .target(
+      name: "BackupModel",
+      dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+    ),
+    .target(
+      name: "BackupPipeline",
+      dependencies: ["BackupModel", "CZlib", "CBZip2", "CZstd"]
+    ),
+    .target(
+      name: "BackupEngines",
+      dependencies: ["BackupModel", "CSQLite"]
+    ),
+    .target(
+      name: "BackupStorage",
+      dependencies: ["BackupModel"]
+    ),
+    .target(
+      name: "BackupCore",
+      dependencies: [
+        "BackupModel", "BackupPipeline", "BackupEngines", "BackupStorage",
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
+    .target(
+      name: "AIShellCLI",
+      dependencies: [
+        "BackupCore", "BackupModel",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
+    .executableTarget(name: "ai-shell", dependencies: ["AIShellCLI"]),
+    .target(
+      name: "TestSupport",
+      dependencies: ["BackupModel", "CSQLite"],
+      path: "Tests/TestSupport"
+    ),
+    .testTarget(name: "BackupPipelineTests", dependencies: ["BackupPipeline", "TestSupport"]),
+    .testTarget(name: "BackupEnginesTests", dependencies: ["BackupEngines", "TestSupport"]),
+    .testTarget(name: "BackupCoreTests", dependencies: ["BackupCore", "TestSupport"]),
+    .testTarget(name: "EndToEndTests", dependencies: ["ai-shell", "TestSupport"]),
+  ],
+  swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,170 @@
+/// Receives the raw (uncompressed) bytes of a backup as the engine produces them, part by part.
+/// The pipeline implements it: it cuts members, compresses, hashes and writes.
+public protocol PartSink: AnyObject {
+  /// Starts a part. `table` names the table for `.table` parts.
+  func beginPart(kind: PartKind, table: String?) throws
+  /// Appends bytes to the current part.
+  func write(_ bytes: UnsafeRawBufferPointer) throws
+  /// Ends the current part. `rows` and `contentChecksum` are set for table parts.
+  func endPart(rows: Int64?, contentChecksum: String?) throws
+}
+
+/// A pull stream of raw bytes (one part of a backup, already decoded and checked).
+public protocol ByteSource: AnyObject {
+  /// Fills up to `buffer.count` bytes and returns how many; 0 means the end of the stream.
+  func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+}
+
+/// A byte appender that hands its contents to a `PartSink` in large slices, so engines can
+/// format row by row without a call per value.
+public final class OutputBuffer {
+  public private(set) var bytes: [UInt8]
+  private let sink: PartSink
+  private let flushThreshold: Int
+
+  public init(sink: PartSink, flushThreshold: Int = 256 * 1024) {
+    self.sink = sink
+    self.flushThreshold = flushThreshold
+    self.bytes = []
+    bytes.reserveCapacity(flushThreshold + 64 * 1024)
+  }
+
+  @inline(__always) public func append(_ byte: UInt8) { bytes.append(byte) }
+
+  @inline(__always) public func append(_ string: StaticString) {
+    string.withUTF8Buffer { bytes.append(contentsOf: $0) }
+  }
+
+  @inline(__always) public func append(_ string: String) {
+    var copy = string
+    copy.withUTF8 { bytes.append(contentsOf: $0) }
+  }
+
+  @inline(__always) public func append(_ raw: UnsafeRawBufferPointer) {
+    bytes.append(contentsOf: raw)
+  }
+
+  @inline(__always) public func append(contentsOf other: [UInt8]) { bytes.append(contentsOf: other) }
+
+  /// Appends the decimal form of an integer without allocating.
+  public func append(decimal value: Int64) {
+    if value == 0 {
+      bytes.append(UInt8(ascii: "0"))
+      return
+    }
+    var magnitude = value.magnitude
+    if value < 0 { bytes.append(UInt8(ascii: "-")) }
+    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { tmp in
+      var i = 20
+      while magnitude > 0 {
+        i -= 1
+        tmp[i] = UInt8(ascii: "0") &+ UInt8(magnitude % 10)
+        magnitude /= 10
+      }
+      bytes.append(contentsOf: UnsafeBufferPointer(rebasing: tmp[i..<20]))
+    }
+  }
+
+  /// Hands the buffered bytes to the sink when the threshold is reached.
+  @inline(__always) public func flushIfNeeded() throws {
+    if bytes.count >= flushThreshold { try flush() }
+  }
+
+  /// Hands every buffered byte to the sink.
+  public func flush() throws {
+    guard !bytes.isEmpty else { return }
+    try bytes.withUnsafeBytes { try sink.write($0) }
+    bytes.removeAll(keepingCapacity: true)
+  }
+}
+
+/// A buffered reader over a `ByteSource` with the primitives the restore parsers need.
+public final class InputReader {
+  private let source: ByteSource
+  private var buffer: [UInt8]
+  private var start = 0
+  private var end = 0
+  private var eof = false
+
+  public init(_ source: ByteSource, bufferSize: Int = 256 * 1024) {
+    self.source = source
+    self.buffer = [UInt8](repeating: 0, count: bufferSize)
+  }
+
+  /// Refills so that at least one unread byte is buffered; false at the end of the stream.
+  private func fill() throws -> Bool {
+    if start < end { return true }
+    if eof { return false }
+    start = 0
+    end = 0
+    let n = try buffer.withUnsafeMutableBytes { try source.read(into: $0) }
+    if n == 0 {
+      eof = true
+      return false
+    }
+    end = n
+    return true
+  }
+
+  /// Reads one line including its terminating "\n" (the last line may have none) into `line`,
+  /// replacing its contents. Returns false at the end of the stream.
+  public func readLine(into line: inout [UInt8]) throws -> Bool {
+    line.removeAll(keepingCapacity: true)
+    while try fill() {
+      let found: Int? = buffer.withUnsafeBufferPointer { buf in
+        var i = start
+        while i < end {
+          if buf[i] == 0x0A { return i }
+          i += 1
+        }
+        return nil
+      }
+      if let nl = found {
+        line.append(contentsOf: buffer[start...nl])
+        start = nl + 1
+        return true
+      }
+      line.append(contentsOf: buffer[start..<end])
+      start = end
+    }
+    return !line.isEmpty
+  }
+
+  /// Reads exactly `count` bytes, or throws a corrupt-backup error if the stream ends first.
+  public func readExactly(_ count: Int) throws -> [UInt8] {
+    var out = [UInt8]()
+    out.reserveCapacity(count)
+    while out.count < count {
+      guard try fill() else {
+        throw BackupError(.corrupt, "backup part ended early (wanted \(count) bytes, got \(out.count))")
+      }
+      let take = min(count - out.count, end - start)
+      out.append(contentsOf: buffer[start..<start + take])
+      start += take
+    }
+    return out
+  }
+
+  /// Reads up to `count` bytes into `out` (appending); returns how many were read (0 at the end).
+  public func read(upTo count: Int, appendingTo out: inout [UInt8]) throws -> Int {
+    guard try fill() else { return 0 }
+    let take = min(count, end - start)
+    out.append(contentsOf: buffer[start..<start + take])
+    start += take
+    return take
+  }
+
+  /// Skips exactly `count` bytes or throws if the stream ends first.
+  public func skip(_ count: Int) throws {
+    var left = count
+    while left > 0 {
+      guard try fill() else { throw BackupError(.corrupt, "backup part ended early while skipping") }
+      let take = min(left, end - start)
+      start += take
+      left -= take
+    }
+  }
+
+  /// True when every byte has been read.
+  public func atEnd() throws -> Bool { try !fill() }
+}

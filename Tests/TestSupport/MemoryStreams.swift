@@ -1,0 +1,127 @@
+import BackupModel
+import Foundation
+
+/// A `PartSink` that keeps every part in memory (tests only).
+public final class MemorySink: PartSink {
+  public struct Part: Equatable {
+    public var kind: PartKind
+    public var table: String?
+    public var bytes: [UInt8]
+    public var rows: Int64?
+    public var contentChecksum: String?
+    public var text: String { String(decoding: bytes, as: UTF8.self) }
+  }
+
+  public private(set) var parts: [Part] = []
+  private var open = false
+
+  public init() {}
+
+  public func beginPart(kind: PartKind, table: String?) throws {
+    precondition(!open, "beginPart while a part is open")
+    parts.append(Part(kind: kind, table: table, bytes: []))
+    open = true
+  }
+
+  public func write(_ bytes: UnsafeRawBufferPointer) throws {
+    precondition(open, "write outside a part")
+    parts[parts.count - 1].bytes.append(contentsOf: bytes)
+  }
+
+  public func endPart(rows: Int64?, contentChecksum: String?) throws {
+    precondition(open, "endPart without beginPart")
+    parts[parts.count - 1].rows = rows
+    parts[parts.count - 1].contentChecksum = contentChecksum
+    open = false
+  }
+
+  /// Every part's bytes concatenated: the raw backup file.
+  public var allBytes: [UInt8] { parts.flatMap(\.bytes) }
+}
+
+/// A `ByteSource` over bytes in memory, handing them out in small reads to exercise buffering.
+public final class MemorySource: ByteSource {
+  private let bytes: [UInt8]
+  private var offset = 0
+  private let chunk: Int
+
+  public init(_ bytes: [UInt8], chunk: Int = 7_919) {
+    self.bytes = bytes
+    self.chunk = chunk
+  }
+
+  public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+    let n = min(buffer.count, chunk, bytes.count - offset)
+    guard n > 0 else { return 0 }
+    bytes.withUnsafeBytes { src in
+      buffer.baseAddress!.copyMemory(from: src.baseAddress! + offset, byteCount: n)
+    }
+    offset += n
+    return n
+  }
+}
+
+/// Temporary directories removed at deinit.
+public final class TempDir {
+  public let url: URL
+  public var path: String { url.path }
+
+  public init(_ label: String = "ai-shell-test") {
+    url = FileManager.default.temporaryDirectory.appendingPathComponent("\(label)-\(UUID().uuidString)")
+    try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+  }
+
+  public func file(_ name: String) -> String { url.appendingPathComponent(name).path }
+
+  deinit { try? FileManager.default.removeItem(at: url) }
+}
+
+/// Runs a command line and returns (status, stdout, stderr). Used for interop checks with the
+/// standard tools (sqlite3, gzip, zstd, tar) and for running the built ai-shell binary.
+@discardableResult
+public func runProcess(
+  _ executable: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String]? = nil,
+  currentDirectory: String? = nil
+) throws -> (status: Int32, stdout: Data, stderr: Data) {
+  let p = Process()
+  p.executableURL = URL(fileURLWithPath: executable.hasPrefix("/") ? executable : "/usr/bin/env")
+  p.arguments = executable.hasPrefix("/") ? arguments : [executable] + arguments
+  if let environment {
+    p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+  }
+  if let currentDirectory { p.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
+  let out = Pipe()
+  let err = Pipe()
+  let inPipe = Pipe()
+  p.standardOutput = out
+  p.standardError = err
+  p.standardInput = stdin == nil ? FileHandle.nullDevice : inPipe
+  try p.run()
+  if let stdin {
+    DispatchQueue.global().async {
+      inPipe.fileHandleForWriting.write(stdin)
+      try? inPipe.fileHandleForWriting.close()
+    }
+  }
+  // read both pipes concurrently so a full stderr pipe cannot block the child
+  nonisolated(unsafe) var errData = Data()
+  let group = DispatchGroup()
+  group.enter()
+  DispatchQueue.global().async {
+    errData = err.fileHandleForReading.readDataToEndOfFile()
+    group.leave()
+  }
+  let outData = out.fileHandleForReading.readDataToEndOfFile()
+  group.wait()
+  p.waitUntilExit()
+  return (p.terminationStatus, outData, errData)
+}
+
+/// Runs a shell pipeline with bash (for interop checks such as `zstd -dc f | sqlite3 db`).
+@discardableResult
+public func shell(_ script: String, environment: [String: String]? = nil) throws -> (
+  status: Int32, stdout: String, stderr: String
+) {
+  let r = try runProcess("/bin/bash", ["-c", "set -o pipefail; " + script], environment: environment)
+  return (r.status, String(decoding: r.stdout, as: UTF8.self), String(decoding: r.stderr, as: UTF8.self))
+}
