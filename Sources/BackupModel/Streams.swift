@@ -168,3 +168,15 @@ public final class InputReader {
   /// True when every byte has been read.
   public func atEnd() throws -> Bool { try !fill() }
 }
+
+/// Anything a backup file can be streamed into (a local file, later an upload).
+public protocol ByteOutput: AnyObject {
+  func write(_ bytes: UnsafeRawBufferPointer) throws
+}
+
+/// A stored backup file read at arbitrary offsets (a local file, later a ranged GET).
+public protocol RandomAccessInput: AnyObject {
+  var size: Int64 { get }
+  /// Reads up to `buffer.count` bytes at `offset`; 0 at the end.
+  func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+}

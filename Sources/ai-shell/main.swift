@@ -1,1 +1,3 @@
-print("placeholder")
+import AIShellCLI
+
+AIShell.runMain()

@@ -1,0 +1,429 @@
+import BackupEngines
+import BackupModel
+import BackupPipeline
+import BackupStorage
+import Foundation
+import Logging
+
+/// The operations behind the `backup` commands. Each CLI command calls one method and renders
+/// its result.
+public final class BackupService {
+  public let store: LocalStore
+  public let catalog: Catalog
+  public var logger: Logger
+  public weak var progress: ProgressObserver?
+
+  public init(backupDirectory: String, logger: Logger = Logger(label: "ai-shell")) {
+    store = LocalStore(directory: backupDirectory)
+    catalog = Catalog(store: store)
+    self.logger = logger
+  }
+
+  // MARK: create
+
+  public struct CreateOptions: Sendable {
+    public var database: String
+    public var name: String?
+    public var compression: CompressionAlgorithm
+    public var level: Int?
+    public var format: DumpFormat
+    public var tables: [String]?
+    public var verify: Bool
+    public var lockTimeoutSeconds: Double
+    public init(
+      database: String, name: String? = nil, compression: CompressionAlgorithm = .zstd, level: Int? = nil,
+      format: DumpFormat = .sql, tables: [String]? = nil, verify: Bool = false, lockTimeoutSeconds: Double = 10
+    ) {
+      self.database = database
+      self.name = name
+      self.compression = compression
+      self.level = level
+      self.format = format
+      self.tables = tables
+      self.verify = verify
+      self.lockTimeoutSeconds = lockTimeoutSeconds
+    }
+  }
+
+  public func create(_ options: CreateOptions) throws -> BackupSummary {
+    let started = Date()
+    let locator = try DatabaseLocator(options.database)
+    let engine = locator.engine()
+    // connect and check the request before anything is written
+    let probe = try engine.probe()
+    if let wanted = options.tables {
+      let missing = wanted.filter { !probe.tables.contains($0) }
+      if !missing.isEmpty {
+        throw BackupError(
+          .notFound,
+          "table\(missing.count > 1 ? "s" : "") \(missing.map { "\"\($0)\"" }.joined(separator: ", ")) not found in \(locator.location)",
+          hint: "available: \(probe.tables.prefix(10).joined(separator: ", "))")
+      }
+    }
+    try store.ensureDirectory()
+    let removed = try catalog.cleanUpUnfinished()
+    for id in removed { logger.info("removed unfinished backup \(id)") }
+
+    let id = BackupID.make(at: started)
+    let fileName = id + options.format.fileExtension + options.compression.fileExtension
+    let output = try store.create(fileName)
+    logger.info("backing up \(locator.location) to \(output.path)")
+    do {
+      let writer = try BackupFileWriter(output: output, algorithm: options.compression, level: options.level)
+      let progress = self.progress
+      progress?.begin("backup", totalBytes: probe.sizeBytes)
+      writer.progress = { raw, _ in progress?.advance(to: raw) }
+      let dumped = try engine.dump(
+        options: DumpOptions(
+          format: options.format, tables: options.tables, lockTimeoutSeconds: options.lockTimeoutSeconds,
+          createdAt: started),
+        to: writer)
+      let layout = try writer.finish()
+      try output.close(sync: true)
+      progress?.end()
+      let manifest = Manifest(
+        id: id, name: options.name, createdAt: started, durationSeconds: Date().timeIntervalSince(started),
+        database: .init(
+          engine: locator.engineKind, location: locator.location, serverVersion: dumped.serverVersion,
+          sizeBytes: dumped.sizeBytes),
+        format: options.format,
+        compression: .init(
+          algorithm: options.compression, level: writer.level, memberSizeBytes: writer.memberSize),
+        file: .init(name: fileName, sizeBytes: layout.sizeBytes, sha256: layout.sha256),
+        rawSizeBytes: layout.rawSizeBytes, parts: layout.parts, objects: dumped.objects)
+      try manifest.validate()
+      if options.verify {
+        let report = try verifyFile(manifest, deep: true)
+        guard report.ok else {
+          let failed = report.checks.first { !$0.ok }!
+          throw BackupError(.corrupt, "the written backup failed verification: \(failed.detail)")
+        }
+      }
+      var final = manifest
+      final.durationSeconds = Date().timeIntervalSince(started)
+      try store.writeAtomically(Catalog.manifestName(id), try final.encoded())
+      logger.info("backup \(id) complete: \(layout.sizeBytes) bytes")
+      return BackupSummary(
+        entry: CatalogEntry(id: id, status: .complete, manifest: final, fileName: fileName),
+        directory: store.directory)
+    } catch {
+      output.abandon()
+      try? store.remove(fileName)
+      try? store.remove(Catalog.manifestName(id))
+      throw error
+    }
+  }
+
+  // MARK: list / status
+
+  public func list() throws -> [BackupSummary] {
+    try catalog.entries { [logger] problem in logger.warning("\(problem)") }.map {
+      BackupSummary(entry: $0, directory: store.directory)
+    }
+  }
+
+  /// Resolves an id and loads its manifest (`.corrupt` if the manifest is damaged).
+  public func manifest(for idOrPrefix: String) throws -> Manifest {
+    let entry = try catalog.resolve(idOrPrefix)
+    return try catalog.loadManifest(entry.id)
+  }
+
+  public func status(_ idOrPrefix: String) throws -> BackupSummary {
+    let m = try manifest(for: idOrPrefix)
+    return BackupSummary(
+      entry: CatalogEntry(id: m.id, status: .complete, manifest: m, fileName: m.file.name),
+      directory: store.directory)
+  }
+
+  // MARK: verify
+
+  /// Level 1: the manifest is sane and the file exists with the recorded size. With `deep`, the
+  /// whole file's SHA-256 and every part's decoded SHA-256 and size. With `test`, a restore into
+  /// a scratch database whose per-table row counts and content checksums must equal the
+  /// recorded ones.
+  public func verify(_ idOrPrefix: String, deep: Bool, test: Bool) throws -> VerifyReport {
+    let m = try manifest(for: idOrPrefix)
+    var report = try verifyFile(m, deep: deep)
+    if test && report.ok {
+      report.checks.append(contentsOf: try testRestore(m))
+    }
+    return report
+  }
+
+  func verifyFile(_ m: Manifest, deep: Bool) throws -> VerifyReport {
+    var checks: [VerifyReport.Check] = [
+      .init(name: "manifest", ok: true, detail: "format version \(m.formatVersion), \(m.parts.count) parts")
+    ]
+    let size = try store.size(of: m.file.name)
+    guard let size else {
+      checks.append(.init(name: "file", ok: false, detail: "\(m.file.name) is missing"))
+      return VerifyReport(id: m.id, checks: checks)
+    }
+    guard size == m.file.sizeBytes else {
+      checks.append(
+        .init(
+          name: "file", ok: false,
+          detail: "\(m.file.name) has \(size) bytes, the manifest records \(m.file.sizeBytes)"))
+      return VerifyReport(id: m.id, checks: checks)
+    }
+    checks.append(.init(name: "file", ok: true, detail: "\(m.file.name), \(size) bytes"))
+    guard deep else { return VerifyReport(id: m.id, checks: checks) }
+
+    let input = try store.openForReading(m.file.name)
+    progress?.begin("verify", totalBytes: 2 * m.file.sizeBytes)
+    var done: Int64 = 0
+    let tick: (Int) -> Void = { [progress] n in
+      done += Int64(n)
+      progress?.advance(to: done)
+    }
+    let fileHash = try sha256OfFile(input, onBytes: tick)
+    checks.append(
+      .init(
+        name: "file sha256", ok: fileHash == m.file.sha256,
+        detail: fileHash == m.file.sha256 ? fileHash : "is \(fileHash), the manifest records \(m.file.sha256)"))
+    var partsOK = 0
+    for part in m.parts {
+      let label = partLabel(part)
+      do {
+        let reader = try PartReader(input: input, part: part, algorithm: m.compression.algorithm, label: label)
+        reader.onStoredBytes = tick
+        try reader.drain()
+        partsOK += 1
+      } catch let e as BackupError {
+        checks.append(.init(name: label, ok: false, detail: e.description))
+      }
+    }
+    progress?.end()
+    checks.append(
+      .init(
+        name: "parts", ok: partsOK == m.parts.count,
+        detail: "\(partsOK) of \(m.parts.count) parts decode and match their SHA-256"))
+    return VerifyReport(id: m.id, checks: checks)
+  }
+
+  private func testRestore(_ m: Manifest) throws -> [VerifyReport.Check] {
+    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "ai-shell-verify-\(m.id)-\(UUID().uuidString.prefix(8))")
+    try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let engine: BackupEngine
+    switch m.database.engine {
+    case .sqlite: engine = SQLiteEngine(path: scratch.appendingPathComponent("scratch.db").path)
+    }
+    let (request, indices) = restoreRequest(m, tables: nil, dropExisting: false, continueOnError: false)
+    let input = try store.openForReading(m.file.name)
+    _ = try engine.restore(request, parts: Opener(manifest: m, input: input, indices: indices, labeler: partLabel))
+    let tables = m.tableParts.compactMap(\.table)
+    let stats = try engine.tableStats(tables)
+    var checks: [VerifyReport.Check] = []
+    var mismatches: [String] = []
+    for part in m.tableParts {
+      let name = part.table!
+      guard let s = stats[name] else {
+        mismatches.append("\(name): missing after restore")
+        continue
+      }
+      if s.rows != part.rows {
+        mismatches.append("\(name): \(s.rows) rows, recorded \(part.rows ?? -1)")
+      } else if let recorded = part.contentChecksum, s.contentChecksum != recorded {
+        mismatches.append("\(name): content checksum differs")
+      }
+    }
+    checks.append(
+      .init(
+        name: "test restore", ok: mismatches.isEmpty,
+        detail: mismatches.isEmpty
+          ? "\(tables.count) tables restored into a scratch database; row counts and content checksums match"
+          : mismatches.joined(separator: "; ")))
+    return checks
+  }
+
+  // MARK: restore
+
+  public struct RestoreOptions: Sendable {
+    public var target: String?
+    public var tables: [String]?
+    public var dryRun: Bool
+    public var verify: Bool
+    public var dropExisting: Bool
+    public var continueOnError: Bool
+    public var lockTimeoutSeconds: Double
+    public init(
+      target: String? = nil, tables: [String]? = nil, dryRun: Bool = false, verify: Bool = false,
+      dropExisting: Bool = false, continueOnError: Bool = false, lockTimeoutSeconds: Double = 10
+    ) {
+      self.target = target
+      self.tables = tables
+      self.dryRun = dryRun
+      self.verify = verify
+      self.dropExisting = dropExisting
+      self.continueOnError = continueOnError
+      self.lockTimeoutSeconds = lockTimeoutSeconds
+    }
+  }
+
+  public struct RestoreOutcome: Codable, Sendable {
+    public var id: String
+    public var target: String
+    public var dryRun: Bool
+    public var tables: [TableRestoreResult]
+    /// What a dry run would do, or what the restore noted.
+    public var notes: [String]
+    public var statementsExecuted: Int
+    public var statementsFailed: Int
+    public var errors: [String]
+    public var bytesRead: Int64
+    public var durationSeconds: Double
+  }
+
+  public func restore(_ idOrPrefix: String, options: RestoreOptions) throws -> RestoreOutcome {
+    let started = Date()
+    let m = try manifest(for: idOrPrefix)
+    let locator = try DatabaseLocator(options.target ?? m.database.location)
+    guard locator.engineKind == m.database.engine else {
+      throw BackupError(
+        .usage, "backup \(m.id) is a \(m.database.engine.rawValue) backup; it cannot be restored into a \(locator.engineKind.rawValue) database")
+    }
+    let backupTables = m.tableParts.compactMap(\.table)
+    var selected: Set<String>?
+    if let wanted = options.tables {
+      let missing = wanted.filter { !backupTables.contains($0) }
+      guard missing.isEmpty else {
+        throw BackupError(
+          .notFound, "backup \(m.id) has no table \(missing.map { "\"\($0)\"" }.joined(separator: ", "))",
+          hint: "it holds: \(backupTables.prefix(10).joined(separator: ", "))")
+      }
+      selected = Set(wanted)
+    }
+    // cheap checks always; full checksums first with --verify
+    let size = try store.size(of: m.file.name)
+    guard let size else { throw BackupError(.notFound, "backup file \(m.file.name) is missing") }
+    guard size == m.file.sizeBytes else {
+      throw BackupError(
+        .corrupt, "backup file \(m.file.name) has \(size) bytes, the manifest records \(m.file.sizeBytes)",
+        hint: "the file is truncated or damaged; nothing was restored")
+    }
+    var (request, indices) = restoreRequest(
+      m, tables: selected, dropExisting: options.dropExisting, continueOnError: options.continueOnError)
+    request.lockTimeoutSeconds = options.lockTimeoutSeconds
+    let input = try store.openForReading(m.file.name)
+    if options.verify {
+      let fileHash = try sha256OfFile(input)
+      guard fileHash == m.file.sha256 else {
+        throw BackupError(
+          .corrupt, "backup file \(m.file.name) fails its SHA-256 check", hint: "nothing was restored")
+      }
+      for i in indices {
+        try PartReader(input: input, part: m.parts[i], algorithm: m.compression.algorithm, label: partLabel(m.parts[i]))
+          .drain()
+      }
+    }
+    let engine = locator.engine()
+    let notes = try engine.checkRestore(request)
+    let selectedParts = indices.map { m.parts[$0] }
+    if options.dryRun {
+      let tables = selectedParts.filter { $0.kind == .table }.map {
+        TableRestoreResult(name: $0.table!, rows: $0.rows ?? 0)
+      }
+      return RestoreOutcome(
+        id: m.id, target: locator.location, dryRun: true, tables: tables,
+        notes: notes + ["would read \(selectedParts.reduce(0) { $0 + $1.storedLength }) of \(m.file.sizeBytes) bytes"],
+        statementsExecuted: 0, statementsFailed: 0, errors: [], bytesRead: 0,
+        durationSeconds: Date().timeIntervalSince(started))
+    }
+    let opener = Opener(manifest: m, input: input, indices: indices, labeler: partLabel)
+    let total = selectedParts.reduce(0) { $0 + $1.storedLength }
+    progress?.begin("restore", totalBytes: total)
+    opener.progress = progress
+    let report = try engine.restore(request, parts: opener)
+    progress?.end()
+    return RestoreOutcome(
+      id: m.id, target: locator.location, dryRun: false, tables: report.tables, notes: report.notes,
+      statementsExecuted: report.statementsExecuted, statementsFailed: report.statementsFailed,
+      errors: report.errors, bytesRead: opener.bytesRead, durationSeconds: Date().timeIntervalSince(started))
+  }
+
+  /// The parts a restore reads, in file order: every non-table part and the chosen tables.
+  func restoreRequest(_ m: Manifest, tables: Set<String>?, dropExisting: Bool, continueOnError: Bool) -> (
+    RestoreRequest, [Int]
+  ) {
+    var indices: [Int] = []
+    for (i, p) in m.parts.enumerated() where p.kind != .table || tables == nil || tables!.contains(p.table!) {
+      indices.append(i)
+    }
+    let request = RestoreRequest(
+      format: m.format, parts: indices.map { RestorePart(kind: m.parts[$0].kind, table: m.parts[$0].table) },
+      objects: m.objects, tables: tables, dropExisting: dropExisting, continueOnError: continueOnError)
+    return (request, indices)
+  }
+
+  func partLabel(_ p: Manifest.Part) -> String {
+    switch p.kind {
+    case .table: return "table \"\(p.table ?? "")\""
+    case .schema: return "schema part"
+    case .postData: return "post-data part"
+    }
+  }
+
+  // MARK: delete
+
+  public struct DeleteOutcome: Codable, Sendable {
+    public var id: String
+    public var removedFiles: [String]
+  }
+
+  /// Finds what `delete` would remove (complete or unfinished backups).
+  public func deletionCandidate(_ idOrPrefix: String) throws -> CatalogEntry {
+    let entry = try catalog.resolve(idOrPrefix, includeUnfinished: true)
+    if entry.status == .inProgress {
+      throw BackupError(
+        .refused, "backup \(entry.id) is still being written by another process",
+        hint: "wait for it to finish or stop that process first")
+    }
+    return entry
+  }
+
+  public func delete(_ entry: CatalogEntry) throws -> DeleteOutcome {
+    var removed: [String] = []
+    // the manifest goes first: from then on the backup is no longer listed as complete
+    let manifestName = Catalog.manifestName(entry.id)
+    if store.exists(manifestName) {
+      try store.remove(manifestName)
+      removed.append(manifestName)
+    }
+    if let file = entry.fileName ?? entry.manifest?.file.name, store.exists(file) {
+      try store.remove(file)
+      removed.append(file)
+    }
+    store.syncDirectory()
+    return DeleteOutcome(id: entry.id, removedFiles: removed)
+  }
+}
+
+/// Opens `PartReader`s over the stored file for the engine, counting the bytes read.
+final class Opener: PartOpener {
+  let manifest: Manifest
+  let input: RandomAccessInput
+  let indices: [Int]
+  let labeler: (Manifest.Part) -> String
+  var bytesRead: Int64 = 0
+  weak var progress: ProgressObserver?
+
+  init(manifest: Manifest, input: RandomAccessInput, indices: [Int], labeler: @escaping (Manifest.Part) -> String) {
+    self.manifest = manifest
+    self.input = input
+    self.indices = indices
+    self.labeler = labeler
+  }
+
+  func open(_ index: Int) throws -> ByteSource {
+    let part = manifest.parts[indices[index]]
+    let reader = try PartReader(
+      input: input, part: part, algorithm: manifest.compression.algorithm, label: labeler(part))
+    reader.onStoredBytes = { [self] n in
+      bytesRead += Int64(n)
+      progress?.advance(to: bytesRead)
+    }
+    return reader
+  }
+}

@@ -1,0 +1,120 @@
+import BackupModel
+import BackupStorage
+import Foundation
+
+/// One backup as the directory shows it: complete (a valid manifest) or unfinished (a data file
+/// without a manifest).
+public struct CatalogEntry: Sendable {
+  public enum Status: String, Codable, Sendable {
+    case complete
+    /// A data file without a manifest whose writer is gone (killed, failed): safe to clean up.
+    case incomplete
+    /// A data file without a manifest whose writer still holds its lock.
+    case inProgress = "in-progress"
+    /// A manifest exists but does not parse or validate: never cleaned up automatically.
+    case damaged
+  }
+  public var id: String
+  public var status: Status
+  public var manifest: Manifest?
+  /// The data file name, when known.
+  public var fileName: String?
+}
+
+/// The catalog is the backup directory itself: manifests are the truth and are read on demand
+/// (a cache can come later without changing this interface).
+public struct Catalog: Sendable {
+  public let store: LocalStore
+
+  public init(store: LocalStore) { self.store = store }
+
+  public static func manifestName(_ id: String) -> String { "\(id).manifest.json" }
+
+  /// Reads every entry. A manifest that does not parse or validate is reported through
+  /// `problems` and its backup is listed as incomplete, never as complete.
+  public func entries(problems: ((String) -> Void)? = nil) throws -> [CatalogEntry] {
+    let names = try store.list()
+    var byID: [String: CatalogEntry] = [:]
+    for name in names where name.hasSuffix(".manifest.json") && !name.hasPrefix(".") {
+      let id = String(name.dropLast(".manifest.json".count))
+      guard BackupID.isValid(id) else { continue }
+      do {
+        let m = try loadManifest(id)
+        byID[id] = CatalogEntry(id: id, status: .complete, manifest: m, fileName: m.file.name)
+      } catch {
+        problems?("\(name): \(error)")
+        byID[id] = CatalogEntry(id: id, status: .damaged, manifest: nil, fileName: nil)
+      }
+    }
+    for name in names where name.hasPrefix("backup-") && !name.hasSuffix(".manifest.json") {
+      let id = String(name.prefix { $0 != "." })
+      guard BackupID.isValid(id) else { continue }
+      if let known = byID[id] {
+        if known.status == .damaged && known.fileName == nil { byID[id]?.fileName = name }
+        continue
+      }
+      let status: CatalogEntry.Status = store.isLocked(name) ? .inProgress : .incomplete
+      byID[id] = CatalogEntry(id: id, status: status, manifest: nil, fileName: name)
+    }
+    return byID.values.sorted { $0.id < $1.id }
+  }
+
+  public func loadManifest(_ id: String) throws -> Manifest {
+    let name = Catalog.manifestName(id)
+    let data: Data
+    do {
+      data = try store.readAll(name)
+    } catch {
+      throw BackupError(.notFound, "backup \(id) has no manifest", hint: "it is unfinished or was deleted")
+    }
+    let manifest: Manifest
+    do {
+      manifest = try Manifest.decode(data)
+    } catch {
+      throw BackupError(
+        .corrupt, "manifest \(name) is not valid JSON or misses fields",
+        hint: "the backup cannot be trusted; delete it with `ai-shell backup delete \(id) --force`")
+    }
+    guard manifest.id == id else {
+      throw BackupError(.corrupt, "manifest \(name) describes another backup (\(manifest.id))")
+    }
+    try manifest.validate()
+    return manifest
+  }
+
+  /// Resolves a full id or a unique prefix. `includeUnfinished` lets `delete` find incomplete ones.
+  public func resolve(_ idOrPrefix: String, includeUnfinished: Bool = false) throws -> CatalogEntry {
+    let all = try entries().filter { includeUnfinished || $0.status == .complete || $0.status == .damaged }
+    if let exact = all.first(where: { $0.id == idOrPrefix }) { return exact }
+    let matches = all.filter { $0.id.hasPrefix(idOrPrefix) }
+    switch matches.count {
+    case 0:
+      throw BackupError(
+        .notFound, "no backup matches \"\(idOrPrefix)\" in \(store.directory)",
+        hint: "run `ai-shell backup list` to see the ids")
+    case 1:
+      return matches[0]
+    default:
+      let names = matches.prefix(5).map(\.id).joined(separator: ", ")
+      throw BackupError(
+        .ambiguous, "\"\(idOrPrefix)\" matches \(matches.count) backups: \(names)\(matches.count > 5 ? ", ..." : "")",
+        hint: "give more characters of the id")
+    }
+  }
+
+  /// Removes unfinished backups whose writer is gone. Returns the ids removed.
+  @discardableResult
+  public func cleanUpUnfinished() throws -> [String] {
+    var removed: [String] = []
+    for e in try entries() where e.status == .incomplete {
+      guard let file = e.fileName else { continue }
+      try store.remove(file)
+      removed.append(e.id)
+    }
+    // temp files of interrupted manifest writes
+    for name in try store.list() where name.hasPrefix(".backup-") && name.contains(".tmp-") {
+      try? store.remove(name)
+    }
+    return removed
+  }
+}

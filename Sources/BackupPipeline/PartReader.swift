@@ -1,0 +1,127 @@
+import BackupModel
+import Foundation
+
+/// The read half of the pipeline: the decoded bytes of one part of a stored backup file. It
+/// reads only the part's byte range, decodes it, and checks the part's size and SHA-256 when
+/// it reaches the end, throwing `.corrupt` on any mismatch.
+public final class PartReader: ByteSource {
+  private let input: RandomAccessInput
+  private let part: Manifest.Part
+  private let label: String
+  private let decompressor: StreamDecompressor?
+  private var nextOffset: Int64
+  private let endOffset: Int64
+  private var chunk: [UInt8]
+  private var pending: [UInt8] = []
+  private var pendingStart = 0
+  private var digest = SHA256Digest()
+  private var rawSeen: Int64 = 0
+  private var finished = false
+  /// Called with the number of stored bytes read after each chunk.
+  public var onStoredBytes: ((Int) -> Void)?
+
+  public init(
+    input: RandomAccessInput, part: Manifest.Part, algorithm: CompressionAlgorithm, label: String,
+    chunkSize: Int = 256 * 1024
+  ) throws {
+    self.input = input
+    self.part = part
+    self.label = label
+    decompressor = algorithm == .none ? nil : try Codecs.decompressor(algorithm)
+    nextOffset = part.storedOffset
+    endOffset = part.storedOffset + part.storedLength
+    chunk = [UInt8](repeating: 0, count: chunkSize)
+  }
+
+  public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+    while pendingStart >= pending.count {
+      pending.removeAll(keepingCapacity: true)
+      pendingStart = 0
+      if finished { return 0 }
+      try refill()
+    }
+    let n = min(buffer.count, pending.count - pendingStart)
+    pending.withUnsafeBytes { src in
+      buffer.baseAddress!.copyMemory(from: src.baseAddress! + pendingStart, byteCount: n)
+    }
+    pendingStart += n
+    return n
+  }
+
+  private func refill() throws {
+    if nextOffset >= endOffset {
+      try decompressor?.finish { try accept($0) }
+      try checkEnd()
+      finished = true
+      return
+    }
+    let want = Int(min(Int64(chunk.count), endOffset - nextOffset))
+    let got = try chunk.withUnsafeMutableBytes { buf in
+      try input.read(at: nextOffset, into: UnsafeMutableRawBufferPointer(rebasing: buf[0..<want]))
+    }
+    guard got > 0 else {
+      throw BackupError(.corrupt, "\(label): the backup file is shorter than its manifest says (truncated)")
+    }
+    nextOffset += Int64(got)
+    onStoredBytes?(got)
+    try chunk.withUnsafeBytes { buf in
+      let slice = UnsafeRawBufferPointer(rebasing: buf[0..<got])
+      if let decompressor {
+        do {
+          try decompressor.decompress(slice) { try accept($0) }
+        } catch let e as BackupError {
+          throw BackupError(.corrupt, "\(label): \(e.message)", hint: "the backup file is damaged")
+        }
+      } else {
+        try accept(slice)
+      }
+    }
+  }
+
+  private func accept(_ bytes: UnsafeRawBufferPointer) throws {
+    rawSeen += Int64(bytes.count)
+    if rawSeen > part.rawSize {
+      throw BackupError(.corrupt, "\(label): decodes to more bytes than the manifest records")
+    }
+    digest.update(bytes)
+    pending.append(contentsOf: bytes)
+  }
+
+  private func checkEnd() throws {
+    guard rawSeen == part.rawSize else {
+      throw BackupError(
+        .corrupt, "\(label): decodes to \(rawSeen) bytes, the manifest records \(part.rawSize)",
+        hint: "the backup file is damaged")
+    }
+    guard digest.finalizeHex() == part.sha256 else {
+      throw BackupError(.corrupt, "\(label): SHA-256 mismatch", hint: "the backup file is damaged")
+    }
+  }
+
+  /// Reads the part to its end (checking it) and returns the number of raw bytes.
+  @discardableResult
+  public func drain() throws -> Int64 {
+    var buf = [UInt8](repeating: 0, count: 256 * 1024)
+    var total: Int64 = 0
+    while true {
+      let n = try buf.withUnsafeMutableBytes { try read(into: $0) }
+      if n == 0 { return total }
+      total += Int64(n)
+    }
+  }
+}
+
+/// SHA-256 of a whole stored file (or of its first `length` bytes), read in large chunks.
+public func sha256OfFile(_ input: RandomAccessInput, onBytes: ((Int) -> Void)? = nil) throws -> String {
+  var digest = SHA256Digest()
+  var buffer = [UInt8](repeating: 0, count: 1 << 20)
+  var offset: Int64 = 0
+  while true {
+    let n = try buffer.withUnsafeMutableBytes { try input.read(at: offset, into: $0) }
+    if n == 0 { break }
+    buffer.withUnsafeBytes { digest.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+    offset += Int64(n)
+    onBytes?(n)
+  }
+  return digest.finalizeHex()
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ai-shell needs to build (-dev libraries) and to test (the standard
+# tools our files must interoperate with). Idempotent; run as root or with sudo available.
+set -euo pipefail
+BUILD_PKGS=(libsqlite3-dev zlib1g-dev libbz2-dev libzstd-dev pkg-config)
+TEST_PKGS=(sqlite3 gzip bzip2 zstd tar python3 procps util-linux)
+want=("${BUILD_PKGS[@]}")
+[ "${1:-}" = "--test" ] && want+=("${TEST_PKGS[@]}")
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "installing: ${missing[*]}" >&2
+  $SUDO apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v swift >/dev/null || { echo "swift is not on PATH: install Swift 6 (swift.org) first" >&2; exit 1; }

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine (with Swift) and runs the whole test suite:
+# formatting check, a warning-free build, unit, interop and end-to-end tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh --test
+echo "== swift format lint" >&2
+lint=$(swift format lint -r Sources Tests Package.swift 2>&1 || true)
+if [ -n "$lint" ]; then echo "$lint" >&2; echo "swift format lint failed (run scripts/fmt.sh)" >&2; exit 1; fi
+echo "== swift build (a warning in our own code fails the run)" >&2
+log=$(mktemp)
+if ! swift build --build-tests >"$log" 2>&1; then grep -E 'error' "$log" | head -40 >&2; tail -20 "$log" >&2; exit 1; fi
+tail -1 "$log" >&2
+if grep -E "^$PWD/(Sources|Tests)/.*warning:" "$log"; then echo "the build has warnings" >&2; exit 1; fi
+echo "== swift test" >&2
+swift test --skip-build 2>&1
