@@ -1,0 +1,111 @@
+import BackupModel
+import BackupStorage
+import Foundation
+import Testing
+import TestSupport
+
+@testable import BackupCore
+
+@Suite struct SettingsTests {
+  @Test func backupDirectoryPrecedence() {
+    let env = ["AI_SHELL_BACKUP_DIR": "/env/dir", "XDG_DATA_HOME": "/xdg", "HOME": "/home/u"]
+    #expect(BackupDirectory.resolve(flag: "/flag/dir", environment: env) == "/flag/dir")
+    #expect(BackupDirectory.resolve(flag: nil, environment: env) == "/env/dir")
+    #expect(BackupDirectory.resolve(flag: nil, environment: ["XDG_DATA_HOME": "/xdg"]) == "/xdg/ai-shell/backups")
+    #expect(
+      BackupDirectory.resolve(flag: nil, environment: ["HOME": "/home/u"]) == "/home/u/.local/share/ai-shell/backups")
+  }
+
+  @Test func databaseLocatorAcceptsPathsAndSQLiteURLs() throws {
+    #expect(try DatabaseLocator("/srv/app.db").location == "/srv/app.db")
+    #expect(try DatabaseLocator("sqlite:///srv/my%20app.db").location == "/srv/my app.db")
+    #expect(try DatabaseLocator("relative.db").location.hasSuffix("/relative.db"))
+    for bad in ["", "sqlite://relative.db", "ftp://x"] {
+      #expect { _ = try DatabaseLocator(bad) } throws: { ($0 as? BackupError)?.status == .usage }
+    }
+    #expect { _ = try DatabaseLocator("postgres://u@h/db") } throws: {
+      ($0 as? BackupError)?.description.contains("not available") == true
+    }
+  }
+}
+
+@Suite struct CatalogTests {
+  func manifest(_ id: String, file: String) -> Manifest {
+    Manifest(
+      id: id, name: nil, createdAt: Date(), durationSeconds: 0,
+      database: .init(engine: .sqlite, location: "/x.db", serverVersion: "3", sizeBytes: nil), format: .sql,
+      compression: .init(algorithm: .none, level: 0, memberSizeBytes: 1),
+      file: .init(name: file, sizeBytes: 0, sha256: String(repeating: "0", count: 64)), rawSizeBytes: 0,
+      parts: [], objects: [])
+  }
+
+  @Test func resolvesPrefixesAndReportsAmbiguity() throws {
+    let dir = TempDir()
+    let store = LocalStore(directory: dir.path)
+    let catalog = Catalog(store: store)
+    for id in ["backup-20260101T000000Z-aaaa", "backup-20260101T000000Z-aabb", "backup-20260202T000000Z-cccc"] {
+      try store.writeAtomically(Catalog.manifestName(id), try manifest(id, file: id + ".sql").encoded())
+      FileManager.default.createFile(atPath: dir.file(id + ".sql"), contents: Data())
+    }
+    #expect(try catalog.resolve("backup-20260202").id == "backup-20260202T000000Z-cccc")
+    #expect(try catalog.resolve("backup-20260101T000000Z-aabb").id == "backup-20260101T000000Z-aabb")
+    #expect { _ = try catalog.resolve("backup-20260101T000000Z-aa") } throws: { error in
+      let e = error as? BackupError
+      return e?.status == .ambiguous && e!.message.contains("-aaaa") && e!.message.contains("-aabb")
+    }
+    #expect { _ = try catalog.resolve("backup-2030") } throws: { ($0 as? BackupError)?.status == .notFound }
+  }
+
+  @Test func unfinishedFilesAreListedAndCleanedButDamagedManifestsAreKept() throws {
+    let dir = TempDir()
+    let store = LocalStore(directory: dir.path)
+    let catalog = Catalog(store: store)
+    FileManager.default.createFile(atPath: dir.file("backup-20260101T000000Z-dead.sql.zst"), contents: Data([1]))
+    try Data("{".utf8).write(to: URL(fileURLWithPath: dir.file("backup-20260101T000000Z-bad0.manifest.json")))
+    FileManager.default.createFile(atPath: dir.file("backup-20260101T000000Z-bad0.sql"), contents: Data([1]))
+    // a file still being written (locked) is in progress, not incomplete
+    let live = try store.create("backup-20260101T000000Z-live.sql")
+    let entries = try catalog.entries()
+    let status = Dictionary(uniqueKeysWithValues: entries.map { ($0.id, $0.status) })
+    #expect(status["backup-20260101T000000Z-dead"] == .incomplete)
+    #expect(status["backup-20260101T000000Z-bad0"] == .damaged)
+    #expect(status["backup-20260101T000000Z-live"] == .inProgress)
+    #expect(try catalog.cleanUpUnfinished() == ["backup-20260101T000000Z-dead"])
+    #expect(store.exists("backup-20260101T000000Z-bad0.sql"))
+    #expect(store.exists("backup-20260101T000000Z-live.sql"))
+    try live.close(sync: false)
+  }
+
+  @Test func storeRefusesNamesThatEscape() {
+    let store = LocalStore(directory: "/tmp/x")
+    for bad in ["../etc/passwd", "a/b", "..", "."] {
+      #expect { _ = try store.path(of: bad) } throws: { ($0 as? BackupError)?.status == .usage }
+    }
+  }
+}
+
+@Suite struct ManifestTests {
+  @Test func validateRejectsBrokenLayouts() throws {
+    let part = Manifest.Part(
+      kind: .table, table: "t", storedOffset: 0, storedLength: 10, rawSize: 20,
+      sha256: String(repeating: "a", count: 64), rows: 1, contentChecksum: nil,
+      members: [.init(rawOffset: 0, rawLength: 20, storedOffset: 0, storedLength: 10)])
+    var m = Manifest(
+      id: "backup-20260101T000000Z-abcd", name: nil, createdAt: Date(), durationSeconds: 0,
+      database: .init(engine: .sqlite, location: "/x.db", serverVersion: "3", sizeBytes: nil), format: .sql,
+      compression: .init(algorithm: .gzip, level: 6, memberSizeBytes: 1 << 20),
+      file: .init(name: "f.sql.gz", sizeBytes: 10, sha256: String(repeating: "b", count: 64)), rawSizeBytes: 20,
+      parts: [part], objects: [])
+    try m.validate()
+    let decoded = try Manifest.decode(try m.encoded())
+    #expect(decoded == m)
+    var gap = m
+    gap.file.sizeBytes = 11
+    #expect(throws: BackupError.self) { try gap.validate() }
+    var escape = m
+    escape.file.name = "../f"
+    #expect(throws: BackupError.self) { try escape.validate() }
+    m.formatVersion = 99
+    #expect { try m.validate() } throws: { ($0 as? BackupError)?.message.contains("newer") == true }
+  }
+}

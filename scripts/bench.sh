@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark in one run: ai-shell against the standard pipeline, with wall time
+# ratios and peak RSS (GNU time's maximum resident set size of the whole command).
+#   scripts/bench.sh sqlite [size-MB]      (default 500 MB; the database is cached in bench-data/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-sqlite}
+[ "$what" = sqlite ] || { echo "usage: scripts/bench.sh sqlite [size-MB]" >&2; exit 64; }
+MB=${2:-500}
+scripts/install-deps.sh --test
+command -v /usr/bin/time >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q time >/dev/null
+swift build -c release 2>&1 | tail -1
+BIN=$(swift build -c release --show-bin-path)/ai-shell
+DATA=bench-data; mkdir -p "$DATA"
+DB=$DATA/bench-$MB.db
+if [ ! -f "$DB" ]; then
+  echo "building a ~$MB MB SQLite database in $DB ..." >&2
+  rows=$((MB * 1000000 / 190))
+  sqlite3 "$DB.tmp" <<SQL
+PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;
+CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT, email TEXT, city TEXT, created TEXT);
+CREATE TABLE orders(id INTEGER PRIMARY KEY, customer_id INTEGER, amount REAL, status TEXT, note TEXT, token BLOB);
+CREATE TABLE events(id INTEGER PRIMARY KEY, kind TEXT, payload TEXT, at INTEGER);
+INSERT INTO customers WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i<$((rows / 10)))
+  SELECT i, 'Customer ' || i, 'user' || i || '@example.com', 'City ' || (i % 500), datetime(1600000000 + i * 37, 'unixepoch') FROM s;
+INSERT INTO orders WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i<$((rows / 2)))
+  SELECT i, 1 + i % $((rows / 10)), (i % 10007) * 0.37, CASE i % 4 WHEN 0 THEN 'new' WHEN 1 THEN 'paid' WHEN 2 THEN 'shipped' ELSE 'closed' END,
+         'order ' || i || ' for customer ' || (i % 977) || ' with some free text that repeats', randomblob(16) FROM s;
+INSERT INTO events WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i<$((rows * 4 / 10)))
+  SELECT i, 'kind' || (i % 17), '{"user":' || (i % 5000) || ',"action":"click","target":"button-' || (i % 91) || '","value":' || i || '}', 1700000000 + i FROM s;
+CREATE INDEX orders_customer ON orders(customer_id);
+SQL
+  mv "$DB.tmp" "$DB"
+fi
+dbsize=$(stat -c %s "$DB")
+OUT=$(mktemp -d "${TMPDIR:-/tmp}/ai-shell-bench.XXXXXX")
+trap 'rm -rf "$OUT"' EXIT
+export AI_SHELL_BACKUP_DIR=$OUT/backups
+
+# measure NAME CMD...: prints nothing; records wall seconds and peak RSS KiB
+declare -A WALL RSS
+measure() {
+  local name=$1; shift
+  sync
+  /usr/bin/time -f '%e %M' -o "$OUT/time" bash -c "$*" >/dev/null 2>"$OUT/err" || { cat "$OUT/err" >&2; exit 1; }
+  read -r WALL[$name] RSS[$name] <"$OUT/time"
+  printf '  %-34s %7.2f s  %7d MiB peak RSS\n' "$name" "${WALL[$name]}" "$((RSS[$name] / 1024))" >&2
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+echo "database: $DB ($((dbsize / 1048576)) MiB), $(nproc) cores" >&2
+echo "create:" >&2
+measure "sqlite3 .dump | gzip -6" "sqlite3 '$DB' .dump | gzip -6 > '$OUT/base.sql.gz'"
+measure "ai-shell create -c gzip" "'$BIN' backup create -d '$DB' -c gzip > '$OUT/id-gzip'"
+measure "ai-shell create (zstd default)" "'$BIN' backup create -d '$DB' > '$OUT/id-zstd'"
+echo "restore:" >&2
+measure "gzip -dc | sqlite3" "gzip -dc '$OUT/base.sql.gz' | sqlite3 '$OUT/base-restored.db'"
+measure "ai-shell restore (gzip backup)" "'$BIN' backup restore \$(cat '$OUT/id-gzip') -d '$OUT/r1.db'"
+measure "ai-shell restore (zstd backup)" "'$BIN' backup restore \$(cat '$OUT/id-zstd') -d '$OUT/r2.db'"
+
+echo
+echo "| measure (SQLite, $((dbsize / 1048576)) MiB, $(nproc) cores) | ratio | target | peak RSS |"
+echo "|---|---|---|---|"
+echo "| create -c gzip / (sqlite3 .dump \| gzip -6) | $(ratio "${WALL[ai-shell create -c gzip]}" "${WALL[sqlite3 .dump | gzip -6]}") | <= 1.0 | $((RSS[ai-shell create -c gzip] / 1024)) MiB |"
+echo "| create (zstd) / (sqlite3 .dump \| gzip -6) | $(ratio "${WALL[ai-shell create (zstd default)]}" "${WALL[sqlite3 .dump | gzip -6]}") | <= 0.6 | $((RSS[ai-shell create (zstd default)] / 1024)) MiB |"
+echo "| restore (gzip) / (gzip -dc \| sqlite3) | $(ratio "${WALL[ai-shell restore (gzip backup)]}" "${WALL[gzip -dc | sqlite3]}") | <= 1.0 | $((RSS[ai-shell restore (gzip backup)] / 1024)) MiB |"
+echo "| restore (zstd) / (gzip -dc \| sqlite3) | $(ratio "${WALL[ai-shell restore (zstd backup)]}" "${WALL[gzip -dc | sqlite3]}") | <= 1.0 | $((RSS[ai-shell restore (zstd backup)] / 1024)) MiB |"
+echo "| baseline peak RSS: dump $((RSS[sqlite3 .dump | gzip -6] / 1024)) MiB, restore $((RSS[gzip -dc | sqlite3] / 1024)) MiB | | | |"
