@@ -25,11 +25,9 @@ final class GzipCompressor: MemberCompressor {
     let rc = deflateInit2_(
       strm, Int32(level), Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION,
       Int32(MemoryLayout<z_stream>.size))
+    // On a throw here deinit still runs (every stored property is set); deflateEnd is then a no-op.
     guard rc == Z_OK else {
-      let detail = zlibDetail(strm, rc)
-      strm.deinitialize(count: 1)
-      strm.deallocate()
-      throw BackupError(.failure, "gzip compression could not start: \(detail)")
+      throw BackupError(.failure, "gzip compression could not start: \(zlibDetail(strm, rc))")
     }
   }
 
@@ -82,12 +80,9 @@ final class GzipDecompressor: StreamDecompressor {
     strm.initialize(to: z_stream())
     // 15 + 16: gzip wrapper only (a zlib or raw stream is not a .gz file).
     let rc = inflateInit2_(strm, 15 + 16, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
+    // On a throw here deinit still runs (every stored property is set); inflateEnd is then a no-op.
     guard rc == Z_OK else {
-      let detail = zlibDetail(strm, rc)
-      strm.deinitialize(count: 1)
-      strm.deallocate()
-      buffer.deallocate()
-      throw BackupError(.failure, "gzip decompression could not start: \(detail)")
+      throw BackupError(.failure, "gzip decompression could not start: \(zlibDetail(strm, rc))")
     }
   }
 

@@ -45,6 +45,7 @@ final class ZstdDecompressor: StreamDecompressor {
 
   init() throws {
     guard let dstream = ZSTD_createDStream() else {
+      // deinit does not run here (dstream is unset), so free the buffer by hand.
       buffer.deallocate()
       throw BackupError(.failure, "zstd decompression could not start: out of memory")
     }
