@@ -15,13 +15,13 @@ extension Backup {
     @Option(name: .shortAndLong, help: "A name for the backup (shown by list).")
     var name: String?
 
-    @Option(name: .shortAndLong, help: "Compression: gzip, bzip2, zstd or none (default: zstd).")
+    @Option(name: .shortAndLong, help: "Compression of every member.")
     var compression: CompressionAlgorithm = .zstd
 
     @Option(help: "Compression level (default: gzip 6, bzip2 9, zstd 3).")
     var level: Int?
 
-    @Option(help: "Content format: sql, json (NDJSON) or csv (a tar of CSV files) (default: sql).")
+    @Option(help: "Content format: sql (a script), json (NDJSON) or csv (a tar of CSV files).")
     var format: DumpFormat = .sql
 
     @Option(help: "Only these tables (comma-separated exact names).")
@@ -30,7 +30,7 @@ extension Backup {
     @Flag(help: "Re-read the written file and check every checksum before declaring it complete.")
     var verify = false
 
-    @Option(help: "Seconds to wait for a database locked by another writer (default: 10).")
+    @Option(help: "Seconds to wait for a database locked by another writer.")
     var lockTimeout: Double = 10
 
     @Flag(help: "Show progress and log lines on stderr.")

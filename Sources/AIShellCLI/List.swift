@@ -24,16 +24,16 @@ extension Backup {
     @Option(help: "Only backups in this content format (sql, json, csv).")
     var format: DumpFormat?
 
-    @Option(help: "Output: table, json or csv (default: table; --json means json).")
+    @Option(help: "Output format (--json is the same as --output json).")
     var output: Output = .table
 
     @Option(help: "Show at most N backups.")
     var limit: Int?
 
-    @Option(help: "Sort by timestamp, size, database or name (default: timestamp).")
+    @Option(help: "Sort key.")
     var sort: SortKey = .timestamp
 
-    @Option(help: "asc or desc (default: desc, newest first).")
+    @Option(help: "Sort order (desc: newest or largest first).")
     var order: Order = .desc
 
     @OptionGroup var common: CommonOptions
@@ -87,11 +87,14 @@ extension Backup {
       case .json:
         print(try Render.json(items))
       case .table, .csv:
-        let header = ["ID", "NAME", "CREATED", "ENGINE", "FORMAT", "COMPRESSION", "SIZE", "TABLES", "STATUS", "DATABASE"]
+        let header = [
+          "ID", "NAME", "CREATED", "ENGINE", "FORMAT", "COMPRESSION", "SIZE", "TABLES", "STATUS", "DATABASE",
+        ]
         let rows = items.map { s in
           [
             s.id, s.name ?? "", Render.date(s.createdAt), s.engine?.rawValue ?? "", s.format?.rawValue ?? "",
-            s.compression?.rawValue ?? "", mode == .csv ? s.sizeBytes.map(String.init) ?? "" : Render.bytes(s.sizeBytes),
+            s.compression?.rawValue ?? "",
+            mode == .csv ? s.sizeBytes.map(String.init) ?? "" : Render.bytes(s.sizeBytes),
             s.status == .complete ? String(s.tables.count) : "", s.status.rawValue, s.database ?? "",
           ]
         }

@@ -92,7 +92,8 @@ final class ProgressPrinter: ProgressObserver {
       if tty {
         let width = 24
         let filled = Int(fraction * Double(width))
-        text = "\(label) [\(String(repeating: "#", count: filled))\(String(repeating: " ", count: width - filled))] "
+        text =
+          "\(label) [\(String(repeating: "#", count: filled))\(String(repeating: " ", count: width - filled))] "
           + "\(Render.bytes(current)) / ~\(Render.bytes(total))"
       } else {
         text += " of ~\(Render.bytes(total))"

@@ -33,7 +33,7 @@ extension Backup {
     @Flag(help: "Go on past failing statements, report how many failed, and exit with code 7.")
     var continueOnError = false
 
-    @Option(help: "Seconds to wait for a target locked by another writer (default: 10).")
+    @Option(help: "Seconds to wait for a target locked by another writer.")
     var lockTimeout: Double = 10
 
     @Flag(help: "Show progress and log lines on stderr.")

@@ -27,22 +27,35 @@ extension Backup {
       let summary = try service.status(id)
       let integrity = verify ? try service.verify(summary.id, deep: true, test: false) : nil
       if common.json {
-        print(try Render.json(Output(backup: summary, compressionRatio: summary.compressionRatio, integrity: integrity)))
+        print(
+          try Render.json(
+            Output(backup: summary, compressionRatio: summary.compressionRatio, integrity: integrity)))
       } else {
         var lines: [(String, String)] = [
           ("Backup", summary.id),
           ("Name", summary.name ?? "-"),
           ("Status", summary.status.rawValue),
-          ("Created", "\(Render.date(summary.createdAt)) (took \(Render.seconds(summary.durationSeconds ?? 0)))"),
+          (
+            "Created",
+            "\(Render.date(summary.createdAt)) (took \(Render.seconds(summary.durationSeconds ?? 0)))"
+          ),
           ("Database", "\(summary.database ?? "-") (\(summary.engine?.rawValue ?? "-"))"),
-          ("Format", "\(summary.format?.rawValue ?? "-"), \(summary.compression?.rawValue ?? "-") level \(summary.compressionLevel ?? 0)"),
+          (
+            "Format",
+            "\(summary.format?.rawValue ?? "-"), \(summary.compression?.rawValue ?? "-") level \(summary.compressionLevel ?? 0)"
+          ),
           ("File", summary.file ?? "-"),
           ("Size", "\(Render.bytes(summary.sizeBytes)) stored, \(Render.bytes(summary.rawSizeBytes)) raw"),
           ("Ratio", summary.compressionRatio.map { String(format: "%.2fx", $0) } ?? "-"),
           ("SHA-256", summary.sha256 ?? "-"),
         ]
         if let integrity {
-          lines.append(("Integrity", integrity.ok ? "ok" : "FAILED: " + integrity.checks.filter { !$0.ok }.map(\.detail).joined(separator: "; ")))
+          lines.append(
+            (
+              "Integrity",
+              integrity.ok
+                ? "ok" : "FAILED: " + integrity.checks.filter { !$0.ok }.map(\.detail).joined(separator: "; ")
+            ))
         }
         for (k, v) in lines { print(k.padding(toLength: 10, withPad: " ", startingAt: 0) + "  " + v) }
         print("")
@@ -50,7 +63,10 @@ extension Backup {
           Render.table(
             ["TABLE", "ROWS", "RAW", "STORED", "CHECKSUM"],
             summary.tables.map {
-              [$0.name, String($0.rows), Render.bytes($0.rawSizeBytes), Render.bytes($0.storedSizeBytes), String(($0.checksum ?? "-").prefix(16))]
+              [
+                $0.name, String($0.rows), Render.bytes($0.rawSizeBytes), Render.bytes($0.storedSizeBytes),
+                String(($0.checksum ?? "-").prefix(16)),
+              ]
             }))
       }
       if let integrity, !integrity.ok { throw ExitCode(ExitStatus.verifyFailed.rawValue) }

@@ -6,7 +6,8 @@ import Foundation
 extension Backup {
   struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
-      abstract: "Check a backup: the file and manifest (default), every checksum (--deep), a real restore (--test).",
+      abstract:
+        "Check a backup: the file and manifest (default), every checksum (--deep), a real restore (--test).",
       discussion: "Exits 0 only when every asked check passes (8 when one fails).")
 
     @Argument(help: "The backup id or a unique prefix of it.")

@@ -32,7 +32,8 @@ public final class BackupService {
     public var lockTimeoutSeconds: Double
     public init(
       database: String, name: String? = nil, compression: CompressionAlgorithm = .zstd, level: Int? = nil,
-      format: DumpFormat = .sql, tables: [String]? = nil, verify: Bool = false, lockTimeoutSeconds: Double = 10
+      format: DumpFormat = .sql, tables: [String]? = nil, verify: Bool = false,
+      lockTimeoutSeconds: Double = 10
     ) {
       self.database = database
       self.name = name
@@ -180,12 +181,14 @@ public final class BackupService {
     checks.append(
       .init(
         name: "file sha256", ok: fileHash == m.file.sha256,
-        detail: fileHash == m.file.sha256 ? fileHash : "is \(fileHash), the manifest records \(m.file.sha256)"))
+        detail: fileHash == m.file.sha256 ? fileHash : "is \(fileHash), the manifest records \(m.file.sha256)"
+      ))
     var partsOK = 0
     for part in m.parts {
       let label = partLabel(part)
       do {
-        let reader = try PartReader(input: input, part: part, algorithm: m.compression.algorithm, label: label)
+        let reader = try PartReader(
+          input: input, part: part, algorithm: m.compression.algorithm, label: label)
         reader.onStoredBytes = tick
         try reader.drain()
         partsOK += 1
@@ -212,7 +215,8 @@ public final class BackupService {
     }
     let (request, indices) = restoreRequest(m, tables: nil, dropExisting: false, continueOnError: false)
     let input = try store.openForReading(m.file.name)
-    _ = try engine.restore(request, parts: Opener(manifest: m, input: input, indices: indices, labeler: partLabel))
+    _ = try engine.restore(
+      request, parts: Opener(manifest: m, input: input, indices: indices, labeler: partLabel))
     let tables = m.tableParts.compactMap(\.table)
     let stats = try engine.tableStats(tables)
     var checks: [VerifyReport.Check] = []
@@ -282,7 +286,9 @@ public final class BackupService {
     let locator = try DatabaseLocator(options.target ?? m.database.location)
     guard locator.engineKind == m.database.engine else {
       throw BackupError(
-        .usage, "backup \(m.id) is a \(m.database.engine.rawValue) backup; it cannot be restored into a \(locator.engineKind.rawValue) database")
+        .usage,
+        "backup \(m.id) is a \(m.database.engine.rawValue) backup; it cannot be restored into a \(locator.engineKind.rawValue) database"
+      )
     }
     let backupTables = m.tableParts.compactMap(\.table)
     var selected: Set<String>?
@@ -314,8 +320,10 @@ public final class BackupService {
           .corrupt, "backup file \(m.file.name) fails its SHA-256 check", hint: "nothing was restored")
       }
       for i in indices {
-        try PartReader(input: input, part: m.parts[i], algorithm: m.compression.algorithm, label: partLabel(m.parts[i]))
-          .drain()
+        try PartReader(
+          input: input, part: m.parts[i], algorithm: m.compression.algorithm, label: partLabel(m.parts[i])
+        )
+        .drain()
       }
     }
     let engine = locator.engine()
@@ -327,7 +335,9 @@ public final class BackupService {
       }
       return RestoreOutcome(
         id: m.id, target: locator.location, dryRun: true, tables: tables,
-        notes: notes + ["would read \(selectedParts.reduce(0) { $0 + $1.storedLength }) of \(m.file.sizeBytes) bytes"],
+        notes: notes + [
+          "would read \(selectedParts.reduce(0) { $0 + $1.storedLength }) of \(m.file.sizeBytes) bytes"
+        ],
         statementsExecuted: 0, statementsFailed: 0, errors: [], bytesRead: 0,
         durationSeconds: Date().timeIntervalSince(started))
     }
@@ -409,7 +419,9 @@ final class Opener: PartOpener {
   var bytesRead: Int64 = 0
   weak var progress: ProgressObserver?
 
-  init(manifest: Manifest, input: RandomAccessInput, indices: [Int], labeler: @escaping (Manifest.Part) -> String) {
+  init(
+    manifest: Manifest, input: RandomAccessInput, indices: [Int], labeler: @escaping (Manifest.Part) -> String
+  ) {
     self.manifest = manifest
     self.input = input
     self.indices = indices

@@ -97,7 +97,8 @@ public struct Catalog: Sendable {
     default:
       let names = matches.prefix(5).map(\.id).joined(separator: ", ")
       throw BackupError(
-        .ambiguous, "\"\(idOrPrefix)\" matches \(matches.count) backups: \(names)\(matches.count > 5 ? ", ..." : "")",
+        .ambiguous,
+        "\"\(idOrPrefix)\" matches \(matches.count) backups: \(names)\(matches.count > 5 ? ", ..." : "")",
         hint: "give more characters of the id")
     }
   }

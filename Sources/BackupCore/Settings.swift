@@ -5,7 +5,9 @@ import Foundation
 /// Where backups live. Precedence: the `--backup-dir` flag, then `AI_SHELL_BACKUP_DIR`, then
 /// `$XDG_DATA_HOME/ai-shell/backups` (default `~/.local/share/ai-shell/backups`).
 public enum BackupDirectory {
-  public static func resolve(flag: String?, environment: [String: String] = ProcessInfo.processInfo.environment)
+  public static func resolve(
+    flag: String?, environment: [String: String] = ProcessInfo.processInfo.environment
+  )
     -> String
   {
     if let flag, !flag.isEmpty { return absolute(flag) }
@@ -19,7 +21,8 @@ public enum BackupDirectory {
   static func absolute(_ path: String) -> String {
     let expanded = (path as NSString).expandingTildeInPath
     if expanded.hasPrefix("/") { return (expanded as NSString).standardizingPath }
-    return ((FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(expanded) as NSString)
+    return
+      ((FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(expanded) as NSString)
       .standardizingPath
   }
 }
@@ -34,7 +37,8 @@ public struct DatabaseLocator: Sendable {
   public init(_ text: String) throws {
     let trimmed = text.trimmingCharacters(in: .whitespaces)
     guard !trimmed.isEmpty else {
-      throw BackupError(.usage, "--database is empty", hint: "give a SQLite file path or sqlite:///abs/path.db")
+      throw BackupError(
+        .usage, "--database is empty", hint: "give a SQLite file path or sqlite:///abs/path.db")
     }
     if let colon = trimmed.range(of: "://") {
       let scheme = trimmed[..<colon.lowerBound].lowercased()

@@ -125,7 +125,8 @@ public final class BackupFileWriter: PartSink {
       parts[i].storedLength = parts[i].members.reduce(0) { $0 + $1.storedLength }
       offset += parts[i].storedLength
     }
-    return Result(parts: parts, sizeBytes: storedBytes, sha256: fileDigest.finalizeHex(), rawSizeBytes: rawBytes)
+    return Result(
+      parts: parts, sizeBytes: storedBytes, sha256: fileDigest.finalizeHex(), rawSizeBytes: rawBytes)
   }
 }
 

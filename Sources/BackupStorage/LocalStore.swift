@@ -28,7 +28,8 @@ public final class LocalStore: Sendable {
       try FileManager.default.createDirectory(
         atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
     } catch {
-      throw BackupError(.storage, "cannot create backup directory \(directory): \(error.localizedDescription)")
+      throw BackupError(
+        .storage, "cannot create backup directory \(directory): \(error.localizedDescription)")
     }
   }
 

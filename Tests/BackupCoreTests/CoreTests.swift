@@ -1,8 +1,8 @@
 import BackupModel
 import BackupStorage
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import BackupCore
 
@@ -11,9 +11,11 @@ import TestSupport
     let env = ["AI_SHELL_BACKUP_DIR": "/env/dir", "XDG_DATA_HOME": "/xdg", "HOME": "/home/u"]
     #expect(BackupDirectory.resolve(flag: "/flag/dir", environment: env) == "/flag/dir")
     #expect(BackupDirectory.resolve(flag: nil, environment: env) == "/env/dir")
-    #expect(BackupDirectory.resolve(flag: nil, environment: ["XDG_DATA_HOME": "/xdg"]) == "/xdg/ai-shell/backups")
     #expect(
-      BackupDirectory.resolve(flag: nil, environment: ["HOME": "/home/u"]) == "/home/u/.local/share/ai-shell/backups")
+      BackupDirectory.resolve(flag: nil, environment: ["XDG_DATA_HOME": "/xdg"]) == "/xdg/ai-shell/backups")
+    #expect(
+      BackupDirectory.resolve(flag: nil, environment: ["HOME": "/home/u"])
+        == "/home/u/.local/share/ai-shell/backups")
   }
 
   @Test func databaseLocatorAcceptsPathsAndSQLiteURLs() throws {
@@ -43,9 +45,11 @@ import TestSupport
     let dir = TempDir()
     let store = LocalStore(directory: dir.path)
     let catalog = Catalog(store: store)
-    for id in ["backup-20260101T000000Z-aaaa", "backup-20260101T000000Z-aabb", "backup-20260202T000000Z-cccc"] {
+    for id in [
+      "backup-20260101T000000Z-aaaa", "backup-20260101T000000Z-aabb", "backup-20260202T000000Z-cccc",
+    ] {
       try store.writeAtomically(Catalog.manifestName(id), try manifest(id, file: id + ".sql").encoded())
-      FileManager.default.createFile(atPath: dir.file(id + ".sql"), contents: Data())
+      _ = FileManager.default.createFile(atPath: dir.file(id + ".sql"), contents: Data())
     }
     #expect(try catalog.resolve("backup-20260202").id == "backup-20260202T000000Z-cccc")
     #expect(try catalog.resolve("backup-20260101T000000Z-aabb").id == "backup-20260101T000000Z-aabb")
@@ -60,9 +64,11 @@ import TestSupport
     let dir = TempDir()
     let store = LocalStore(directory: dir.path)
     let catalog = Catalog(store: store)
-    FileManager.default.createFile(atPath: dir.file("backup-20260101T000000Z-dead.sql.zst"), contents: Data([1]))
+    _ = FileManager.default.createFile(
+      atPath: dir.file("backup-20260101T000000Z-dead.sql.zst"), contents: Data([1]))
     try Data("{".utf8).write(to: URL(fileURLWithPath: dir.file("backup-20260101T000000Z-bad0.manifest.json")))
-    FileManager.default.createFile(atPath: dir.file("backup-20260101T000000Z-bad0.sql"), contents: Data([1]))
+    _ = FileManager.default.createFile(
+      atPath: dir.file("backup-20260101T000000Z-bad0.sql"), contents: Data([1]))
     // a file still being written (locked) is in progress, not incomplete
     let live = try store.create("backup-20260101T000000Z-live.sql")
     let entries = try catalog.entries()
@@ -91,10 +97,12 @@ import TestSupport
       sha256: String(repeating: "a", count: 64), rows: 1, contentChecksum: nil,
       members: [.init(rawOffset: 0, rawLength: 20, storedOffset: 0, storedLength: 10)])
     var m = Manifest(
-      id: "backup-20260101T000000Z-abcd", name: nil, createdAt: Date(), durationSeconds: 0,
+      id: "backup-20260101T000000Z-abcd", name: nil, createdAt: Date(timeIntervalSince1970: 1_800_000_000),
+      durationSeconds: 0,
       database: .init(engine: .sqlite, location: "/x.db", serverVersion: "3", sizeBytes: nil), format: .sql,
       compression: .init(algorithm: .gzip, level: 6, memberSizeBytes: 1 << 20),
-      file: .init(name: "f.sql.gz", sizeBytes: 10, sha256: String(repeating: "b", count: 64)), rawSizeBytes: 20,
+      file: .init(name: "f.sql.gz", sizeBytes: 10, sha256: String(repeating: "b", count: 64)),
+      rawSizeBytes: 20,
       parts: [part], objects: [])
     try m.validate()
     let decoded = try Manifest.decode(try m.encoded())

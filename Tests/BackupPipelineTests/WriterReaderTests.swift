@@ -1,7 +1,7 @@
 import BackupModel
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import BackupPipeline
 
@@ -14,7 +14,9 @@ final class MemoryFile: ByteOutput, RandomAccessInput {
   func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
     let n = max(0, min(buffer.count, bytes.count - Int(offset)))
     if n > 0 {
-      bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + Int(offset), byteCount: n) }
+      bytes.withUnsafeBytes {
+        buffer.baseAddress!.copyMemory(from: $0.baseAddress! + Int(offset), byteCount: n)
+      }
     }
     reads.append((offset, n))
     return n
@@ -36,7 +38,8 @@ func pseudoRandom(_ count: Int, seed: UInt64) -> [UInt8] {
     throws -> (MemoryFile, BackupFileWriter.Result, [[UInt8]])
   {
     let file = MemoryFile()
-    let writer = try BackupFileWriter(output: file, algorithm: algorithm, memberSize: memberSize, workers: workers)
+    let writer = try BackupFileWriter(
+      output: file, algorithm: algorithm, memberSize: memberSize, workers: workers)
     var raws: [[UInt8]] = []
     for (i, size) in sizes.enumerated() {
       let raw = pseudoRandom(size, seed: UInt64(i + 1))
@@ -85,7 +88,8 @@ func pseudoRandom(_ count: Int, seed: UInt64) -> [UInt8] {
       id: "backup-20260101T000000Z-abcd", name: nil, createdAt: Date(), durationSeconds: 0,
       database: .init(engine: .sqlite, location: "/x.db", serverVersion: "3", sizeBytes: nil), format: .sql,
       compression: .init(algorithm: algorithm, level: 1, memberSizeBytes: 4096),
-      file: .init(name: "f", sizeBytes: result.sizeBytes, sha256: result.sha256), rawSizeBytes: result.rawSizeBytes,
+      file: .init(name: "f", sizeBytes: result.sizeBytes, sha256: result.sha256),
+      rawSizeBytes: result.rawSizeBytes,
       parts: result.parts, objects: [])
     try manifest.validate()
   }
@@ -95,7 +99,10 @@ func pseudoRandom(_ count: Int, seed: UInt64) -> [UInt8] {
     let part = result.parts[2]
     file.reads.removeAll()
     try PartReader(input: file, part: part, algorithm: .zstd, label: "p").drain()
-    #expect(file.reads.allSatisfy { $0.0 >= part.storedOffset && $0.0 + Int64($0.1) <= part.storedOffset + part.storedLength })
+    #expect(
+      file.reads.allSatisfy {
+        $0.0 >= part.storedOffset && $0.0 + Int64($0.1) <= part.storedOffset + part.storedLength
+      })
     #expect(file.reads.reduce(0) { $0 + $1.1 } == Int(part.storedLength))
   }
 

@@ -12,7 +12,9 @@ public final class AIShellRunner {
   /// `$AI_SHELL_BIN`.
   public static var binary: String {
     if let env = ProcessInfo.processInfo.environment["AI_SHELL_BIN"] { return env }
-    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    let exe =
+      (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+      ?? CommandLine.arguments[0]
     var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
     // the test executable may live inside a .xctest bundle directory
     while !dir.path.isEmpty && dir.path != "/" {
@@ -35,7 +37,9 @@ public final class AIShellRunner {
   }
 
   @discardableResult
-  public func run(_ arguments: [String], environment: [String: String] = [:], stdin: Data? = nil) throws -> Result {
+  public func run(_ arguments: [String], environment: [String: String] = [:], stdin: Data? = nil) throws
+    -> Result
+  {
     var env = environment
     env["AI_SHELL_BACKUP_DIR"] = env["AI_SHELL_BACKUP_DIR"] ?? backupDir
     let r = try runProcess(Self.binary, arguments, stdin: stdin, environment: env)
@@ -67,12 +71,16 @@ public struct RunnerError: Error, CustomStringConvertible {
 /// Builds a SQLite database with the sqlite3 CLI.
 public func makeSQLite(_ path: String, _ sql: String) throws {
   let r = try runProcess("sqlite3", [path], stdin: Data(sql.utf8))
-  guard r.status == 0 else { throw RunnerError("sqlite3 failed: \(String(decoding: r.stderr, as: UTF8.self))") }
+  guard r.status == 0 else {
+    throw RunnerError("sqlite3 failed: \(String(decoding: r.stderr, as: UTF8.self))")
+  }
 }
 
 /// `sqlite3 <path> <command>` output.
 public func sqlite3(_ path: String, _ command: String) throws -> String {
   let r = try runProcess("sqlite3", [path, command])
-  guard r.status == 0 else { throw RunnerError("sqlite3 failed: \(String(decoding: r.stderr, as: UTF8.self))") }
+  guard r.status == 0 else {
+    throw RunnerError("sqlite3 failed: \(String(decoding: r.stderr, as: UTF8.self))")
+  }
   return String(decoding: r.stdout, as: UTF8.self)
 }
