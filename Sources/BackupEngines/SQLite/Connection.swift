@@ -150,7 +150,9 @@ extension SQLiteConnection {
     let s = try prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY rowid")
     var out: [SchemaRow] = []
     while try s.step() {
-      out.append(SchemaRow(type: s.string(0) ?? "", name: s.string(1) ?? "", table: s.string(2) ?? "", sql: s.string(3)))
+      out.append(
+        SchemaRow(
+          type: s.string(0) ?? "", name: s.string(1) ?? "", table: s.string(2) ?? "", sql: s.string(3)))
     }
     return out
   }
@@ -215,7 +217,8 @@ func scanSQL(table: String, columns: [ColumnInfo], isVirtual: Bool) -> String {
 /// Binds TEXT bytes (an empty value stays an empty string, never NULL).
 @inline(__always) func bindText(_ stmt: OpaquePointer, _ index: Int32, _ raw: UnsafeRawBufferPointer) {
   if let base = raw.baseAddress, raw.count > 0 {
-    sqlite3_bind_text(stmt, index, base.assumingMemoryBound(to: CChar.self), Int32(raw.count), sqliteTransient)
+    sqlite3_bind_text(
+      stmt, index, base.assumingMemoryBound(to: CChar.self), Int32(raw.count), sqliteTransient)
   } else {
     sqlite3_bind_text(stmt, index, "", 0, sqliteTransient)
   }

@@ -170,7 +170,8 @@ extension SQLiteEngine {
         }
         scan.reset()
         out.append(
-          contentsOf: Tar.header(name: Tar.entryName(forTable: t.name, suffix: ".csv"), size: size, mtime: mtime))
+          contentsOf: Tar.header(
+            name: Tar.entryName(forTable: t.name, suffix: ".csv"), size: size, mtime: mtime))
         out.append(contentsOf: header)
         var written = Int64(header.count)
         while try scan.step() {

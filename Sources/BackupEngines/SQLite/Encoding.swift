@@ -183,7 +183,9 @@ enum Bytes {
       case 0x0D: out.append(UInt8(ascii: "r"))
       case 0x09: out.append(UInt8(ascii: "t"))
       default:
-        out.append(contentsOf: [UInt8(ascii: "u"), 0x30, 0x30, hexDigits[Int(c >> 4)], hexDigits[Int(c & 0xF)]])
+        out.append(contentsOf: [
+          UInt8(ascii: "u"), 0x30, 0x30, hexDigits[Int(c >> 4)], hexDigits[Int(c & 0xF)],
+        ])
       }
       i += 1
       start = i

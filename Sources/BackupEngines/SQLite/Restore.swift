@@ -12,7 +12,9 @@ struct RestorePlan {
 
   func creationSummary() -> String {
     var parts: [String] = []
-    for (type, plural) in [("table", "tables"), ("index", "indexes"), ("view", "views"), ("trigger", "triggers")] {
+    for (type, plural) in [
+      ("table", "tables"), ("index", "indexes"), ("view", "views"), ("trigger", "triggers"),
+    ] {
       let n = create.filter { $0.type == type }.count
       if n > 0 { parts.append("\(n) \(n == 1 ? type : plural)") }
     }
@@ -88,13 +90,17 @@ extension SQLiteEngine {
       return try restoreInto(request, parts: parts, existed: existed)
     } catch {
       if !existed {
-        for suffix in ["", "-journal", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        for suffix in ["", "-journal", "-wal", "-shm"] {
+          try? FileManager.default.removeItem(atPath: path + suffix)
+        }
       }
       throw error
     }
   }
 
-  private func restoreInto(_ request: RestoreRequest, parts: PartOpener, existed: Bool) throws -> RestoreReport {
+  private func restoreInto(_ request: RestoreRequest, parts: PartOpener, existed: Bool) throws
+    -> RestoreReport
+  {
     let flags = SQLITE_OPEN_READWRITE | (existed ? 0 : SQLITE_OPEN_CREATE)
     let db = try SQLiteConnection(path: path, flags: flags)
     db.setBusyTimeout(seconds: request.lockTimeoutSeconds)
@@ -172,13 +178,17 @@ final class RestoreSession {
     let error = BackupError(.database, "statement \(statementNumber) failed: \(message)")
     guard request.continueOnError, !db.autocommit else { throw error }
     report.statementsFailed += 1
-    if report.errors.count < 10 { report.errors.append(error.message.replacingOccurrences(of: "\n", with: " ")) }
+    if report.errors.count < 10 {
+      report.errors.append(error.message.replacingOccurrences(of: "\n", with: " "))
+    }
   }
 
   /// Runs every statement of `sql`; returns how many succeeded.
   @discardableResult
   func execute(_ sql: UnsafeRawBufferPointer) throws -> Int {
-    guard var p = sql.baseAddress.map({ UnsafePointer($0.assumingMemoryBound(to: CChar.self)) }) else { return 0 }
+    guard var p = sql.baseAddress.map({ UnsafePointer($0.assumingMemoryBound(to: CChar.self)) }) else {
+      return 0
+    }
     let end = p + sql.count
     var ok = 0
     while p < end {
@@ -223,7 +233,9 @@ final class RestoreSession {
 
   /// Runs sql text line by line as the sqlite3 shell does: a statement ends at a line ending in
   /// ";" where `sqlite3_complete` agrees. Returns the statements that succeeded.
-  func runScript(partKind: PartKind, partTable: String?, nextLine: (inout [UInt8]) throws -> Bool) throws -> Int64 {
+  func runScript(partKind: PartKind, partTable: String?, nextLine: (inout [UInt8]) throws -> Bool) throws
+    -> Int64
+  {
     var acc: [UInt8] = []
     var line: [UInt8] = []
     var object: SchemaObject?
@@ -232,7 +244,8 @@ final class RestoreSession {
     while try nextLine(&line) {
       if acc.isEmpty {
         guard let first = line.firstIndex(where: { !isSpace($0) }) else { continue }
-        if line[first] == UInt8(ascii: "-") && first + 1 < line.count && line[first + 1] == UInt8(ascii: "-") {
+        if line[first] == UInt8(ascii: "-") && first + 1 < line.count && line[first + 1] == UInt8(ascii: "-")
+        {
           if line[first...].starts(with: RestoreSession.markerPrefix) {
             let json = line[(first + RestoreSession.markerPrefix.count)...]
             object = try parseMarker(Array(json))
@@ -241,9 +254,13 @@ final class RestoreSession {
         }
       }
       acc.append(contentsOf: line)
-      guard let last = acc.lastIndex(where: { !isSpace($0) }), acc[last] == UInt8(ascii: ";") else { continue }
+      guard let last = acc.lastIndex(where: { !isSpace($0) }), acc[last] == UInt8(ascii: ";") else {
+        continue
+      }
       acc.append(0)
-      let complete = acc.withUnsafeBufferPointer { sqlite3_complete(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self)) }
+      let complete = acc.withUnsafeBufferPointer {
+        sqlite3_complete(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self))
+      }
       acc.removeLast()
       guard complete != 0 else { continue }
       let first = acc.firstIndex(where: { !isSpace($0) }) ?? 0
@@ -251,7 +268,8 @@ final class RestoreSession {
       acc.removeAll(keepingCapacity: true)
       if RestoreSession.skipped.contains(text) { continue }
       if object == nil && partKind == .schema
-        && (text.starts(with: "PRAGMA user_version=".utf8) || text.starts(with: "PRAGMA application_id=".utf8))
+        && (text.starts(with: "PRAGMA user_version=".utf8)
+          || text.starts(with: "PRAGMA application_id=".utf8))
         && request.tables != nil
       {
         continue

@@ -340,7 +340,9 @@ struct JSONRowBinder {
     }
   }
 
-  private mutating func bindValue(_ p: UnsafeBufferPointer<UInt8>, _ i: inout Int, stmt: OpaquePointer, index: Int32)
+  private mutating func bindValue(
+    _ p: UnsafeBufferPointer<UInt8>, _ i: inout Int, stmt: OpaquePointer, index: Int32
+  )
     throws
   {
     let n = p.count
@@ -357,7 +359,9 @@ struct JSONRowBinder {
         scratch.withUnsafeBytes { bindText(stmt, index, $0) }
       }
     case UInt8(ascii: "n"):
-      guard i + 4 <= n, p[i + 1] == UInt8(ascii: "u"), p[i + 2] == UInt8(ascii: "l"), p[i + 3] == UInt8(ascii: "l") else {
+      guard i + 4 <= n, p[i + 1] == UInt8(ascii: "u"), p[i + 2] == UInt8(ascii: "l"),
+        p[i + 3] == UInt8(ascii: "l")
+      else {
         throw bad("bad literal")
       }
       i += 4
@@ -368,7 +372,9 @@ struct JSONRowBinder {
       while i < n {
         let d = p[i]
         if d >= 0x30 && d <= 0x39 || d == UInt8(ascii: "-") {
-        } else if d == UInt8(ascii: ".") || d == UInt8(ascii: "e") || d == UInt8(ascii: "E") || d == UInt8(ascii: "+") {
+        } else if d == UInt8(ascii: ".") || d == UInt8(ascii: "e") || d == UInt8(ascii: "E")
+          || d == UInt8(ascii: "+")
+        {
           isReal = true
         } else {
           break
@@ -376,12 +382,15 @@ struct JSONRowBinder {
         i += 1
       }
       if isReal {
-        guard let v = Double(String(decoding: UnsafeBufferPointer(rebasing: p[start..<i]), as: UTF8.self)) else {
+        guard let v = Double(String(decoding: UnsafeBufferPointer(rebasing: p[start..<i]), as: UTF8.self))
+        else {
           throw bad("bad number")
         }
         sqlite3_bind_double(stmt, index, v)
       } else {
-        guard let v = parseInt64(UnsafeBufferPointer(rebasing: p[start..<i])) else { throw bad("bad integer") }
+        guard let v = parseInt64(UnsafeBufferPointer(rebasing: p[start..<i])) else {
+          throw bad("bad integer")
+        }
         sqlite3_bind_int64(stmt, index, v)
       }
     case UInt8(ascii: "{"):
@@ -560,7 +569,9 @@ final class CSVTableLoader {
       b.withUnsafeBytes { bindBlob(stmt, index, $0) }
       return
     }
-    let isReal = field.contains { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") || $0 == UInt8(ascii: "I") }
+    let isReal = field.contains {
+      $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") || $0 == UInt8(ascii: "I")
+    }
     if isReal {
       let text = String(decoding: field, as: UTF8.self)
       let v: Double? = text == "Inf" ? .infinity : text == "-Inf" ? -.infinity : Double(text)
@@ -582,7 +593,9 @@ final class CSVTableLoader {
       return
     }
     guard !skip, let stmt else { return }
-    guard fieldIndex == header.count else { throw bad("row has \(fieldIndex) fields, expected \(header.count)") }
+    guard fieldIndex == header.count else {
+      throw bad("row has \(fieldIndex) fields, expected \(header.count)")
+    }
     if try session.stepInsert(stmt) { rows += 1 }
   }
 }
