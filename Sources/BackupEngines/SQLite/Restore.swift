@@ -266,7 +266,7 @@ final class RestoreSession {
       let first = acc.firstIndex(where: { !isSpace($0) }) ?? 0
       let text = Array(acc[first...last])
       acc.removeAll(keepingCapacity: true)
-      if RestoreSession.skipped.contains(text) { continue }
+      if text.count <= 24 && RestoreSession.skipped.contains(text) { continue }
       if object == nil && partKind == .schema
         && (text.starts(with: "PRAGMA user_version=".utf8)
           || text.starts(with: "PRAGMA application_id=".utf8))
