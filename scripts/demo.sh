@@ -9,6 +9,7 @@ scripts/install-deps.sh --test
 swift build -c release 2>&1 | tail -1
 BIN=$(swift build -c release --show-bin-path)/ai-shell
 WORK=${DEMO_DIR:-$(mktemp -d /tmp/ai-shell-demo.XXXXXX)}
+mkdir -p "$WORK"
 export AI_SHELL_BACKUP_DIR=$WORK/backups
 DB=${1:-}
 if [ -z "$DB" ]; then
