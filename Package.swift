@@ -3,7 +3,7 @@ import PackageDescription
 
 // Layers (each arrow is the only direction a dependency may point):
 //   ai-shell (executable) -> AIShellCLI -> BackupCore -> BackupEngines / BackupPipeline / BackupStorage
-//   -> BackupModel -> C shims (CSQLite, CZlib, CBZip2, CZstd)
+//   -> BackupModel -> C shims (CSQLite, CZlib, CDeflate, CBZip2, CZstd)
 let package = Package(
   name: "ai-shell",
   platforms: [.macOS(.v14)],
@@ -20,13 +20,14 @@ let package = Package(
     .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib"),
     .systemLibrary(name: "CBZip2", path: "Sources/CBZip2"),
     .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd"),
+    .systemLibrary(name: "CDeflate", path: "Sources/CDeflate", pkgConfig: "libdeflate"),
     .target(
       name: "BackupModel",
       dependencies: [.product(name: "Crypto", package: "swift-crypto")]
     ),
     .target(
       name: "BackupPipeline",
-      dependencies: ["BackupModel", "CZlib", "CBZip2", "CZstd"]
+      dependencies: ["BackupModel", "CZlib", "CDeflate", "CBZip2", "CZstd"]
     ),
     .target(
       name: "BackupEngines",

@@ -15,7 +15,7 @@ DATA=bench-data; mkdir -p "$DATA"
 DB=$DATA/bench-$MB.db
 if [ ! -f "$DB" ]; then
   echo "building a ~$MB MB SQLite database in $DB ..." >&2
-  rows=$((MB * 1000000 / 190))
+  rows=$((MB * 1000000 / 100))
   sqlite3 "$DB.tmp" <<SQL
 PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;
 CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT, email TEXT, city TEXT, created TEXT);
@@ -37,32 +37,32 @@ OUT=$(mktemp -d "${TMPDIR:-/tmp}/ai-shell-bench.XXXXXX")
 trap 'rm -rf "$OUT"' EXIT
 export AI_SHELL_BACKUP_DIR=$OUT/backups
 
-# measure NAME CMD...: prints nothing; records wall seconds and peak RSS KiB
+# measure KEY LABEL CMD: records wall seconds and peak RSS (KiB) under KEY
 declare -A WALL RSS
 measure() {
-  local name=$1; shift
+  local key=$1 label=$2; shift 2
   sync
   /usr/bin/time -f '%e %M' -o "$OUT/time" bash -c "$*" >/dev/null 2>"$OUT/err" || { cat "$OUT/err" >&2; exit 1; }
-  read -r WALL[$name] RSS[$name] <"$OUT/time"
-  printf '  %-34s %7.2f s  %7d MiB peak RSS\n' "$name" "${WALL[$name]}" "$((RSS[$name] / 1024))" >&2
+  local w r; read -r w r <"$OUT/time"; WALL[$key]=$w; RSS[$key]=$r
+  printf '  %-34s %7.2f s  %7d MiB peak RSS\n' "$label" "$w" "$((r / 1024))" >&2
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 echo "database: $DB ($((dbsize / 1048576)) MiB), $(nproc) cores" >&2
 echo "create:" >&2
-measure "sqlite3 .dump | gzip -6" "sqlite3 '$DB' .dump | gzip -6 > '$OUT/base.sql.gz'"
-measure "ai-shell create -c gzip" "'$BIN' backup create -d '$DB' -c gzip > '$OUT/id-gzip'"
-measure "ai-shell create (zstd default)" "'$BIN' backup create -d '$DB' > '$OUT/id-zstd'"
+measure base_dump "sqlite3 .dump | gzip -6" "sqlite3 '$DB' .dump | gzip -6 > '$OUT/base.sql.gz'"
+measure gz_create "ai-shell create -c gzip" "'$BIN' backup create -d '$DB' -c gzip > '$OUT/id-gzip'"
+measure zst_create "ai-shell create (zstd default)" "'$BIN' backup create -d '$DB' > '$OUT/id-zstd'"
 echo "restore:" >&2
-measure "gzip -dc | sqlite3" "gzip -dc '$OUT/base.sql.gz' | sqlite3 '$OUT/base-restored.db'"
-measure "ai-shell restore (gzip backup)" "'$BIN' backup restore \$(cat '$OUT/id-gzip') -d '$OUT/r1.db'"
-measure "ai-shell restore (zstd backup)" "'$BIN' backup restore \$(cat '$OUT/id-zstd') -d '$OUT/r2.db'"
+measure base_restore "gzip -dc | sqlite3" "gzip -dc '$OUT/base.sql.gz' | sqlite3 '$OUT/base-restored.db'"
+measure gz_restore "ai-shell restore (gzip backup)" "'$BIN' backup restore \$(cat '$OUT/id-gzip') -d '$OUT/r1.db'"
+measure zst_restore "ai-shell restore (zstd backup)" "'$BIN' backup restore \$(cat '$OUT/id-zstd') -d '$OUT/r2.db'"
 
 echo
 echo "| measure (SQLite, $((dbsize / 1048576)) MiB, $(nproc) cores) | ratio | target | peak RSS |"
 echo "|---|---|---|---|"
-echo "| create -c gzip / (sqlite3 .dump \| gzip -6) | $(ratio "${WALL[ai-shell create -c gzip]}" "${WALL[sqlite3 .dump | gzip -6]}") | <= 1.0 | $((RSS[ai-shell create -c gzip] / 1024)) MiB |"
-echo "| create (zstd) / (sqlite3 .dump \| gzip -6) | $(ratio "${WALL[ai-shell create (zstd default)]}" "${WALL[sqlite3 .dump | gzip -6]}") | <= 0.6 | $((RSS[ai-shell create (zstd default)] / 1024)) MiB |"
-echo "| restore (gzip) / (gzip -dc \| sqlite3) | $(ratio "${WALL[ai-shell restore (gzip backup)]}" "${WALL[gzip -dc | sqlite3]}") | <= 1.0 | $((RSS[ai-shell restore (gzip backup)] / 1024)) MiB |"
-echo "| restore (zstd) / (gzip -dc \| sqlite3) | $(ratio "${WALL[ai-shell restore (zstd backup)]}" "${WALL[gzip -dc | sqlite3]}") | <= 1.0 | $((RSS[ai-shell restore (zstd backup)] / 1024)) MiB |"
-echo "| baseline peak RSS: dump $((RSS[sqlite3 .dump | gzip -6] / 1024)) MiB, restore $((RSS[gzip -dc | sqlite3] / 1024)) MiB | | | |"
+echo "| create -c gzip / (sqlite3 .dump \| gzip -6) | $(ratio "${WALL[gz_create]}" "${WALL[base_dump]}") | <= 1.0 | $((RSS[gz_create] / 1024)) MiB |"
+echo "| create (zstd) / (sqlite3 .dump \| gzip -6) | $(ratio "${WALL[zst_create]}" "${WALL[base_dump]}") | <= 0.6 | $((RSS[zst_create] / 1024)) MiB |"
+echo "| restore (gzip) / (gzip -dc \| sqlite3) | $(ratio "${WALL[gz_restore]}" "${WALL[base_restore]}") | <= 1.0 | $((RSS[gz_restore] / 1024)) MiB |"
+echo "| restore (zstd) / (gzip -dc \| sqlite3) | $(ratio "${WALL[zst_restore]}" "${WALL[base_restore]}") | <= 1.0 | $((RSS[zst_restore] / 1024)) MiB |"
+echo "| baseline peak RSS: dump $((RSS[base_dump] / 1024)) MiB, restore $((RSS[base_restore] / 1024)) MiB | | | |"

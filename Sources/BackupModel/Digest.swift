@@ -34,45 +34,61 @@ public struct SHA256Digest: Sendable {
 /// the bytes; per row a closing byte 0x0A.
 public struct ContentChecksum: Sendable {
   private var hasher = SHA256()
+  /// The canonical encoding is gathered here and hashed in large blocks: one hash update per
+  /// value would cost more than the hashing itself.
+  private var pending: [UInt8] = []
+  private static let batch = 64 * 1024
   public private(set) var rows: Int64 = 0
 
-  public init() {}
-
-  @inline(__always) private mutating func tag(_ t: Character) {
-    var b = t.asciiValue!
-    withUnsafeBytes(of: &b) { hasher.update(bufferPointer: $0) }
+  public init() {
+    pending.reserveCapacity(ContentChecksum.batch + 64)
   }
 
   @inline(__always) private mutating func word(_ v: UInt64) {
-    var le = v.littleEndian
-    withUnsafeBytes(of: &le) { hasher.update(bufferPointer: $0) }
+    withUnsafeBytes(of: v.littleEndian) { pending.append(contentsOf: $0) }
   }
 
-  public mutating func addNull() { tag("N") }
+  @inline(__always) private mutating func flushIfFull() {
+    if pending.count >= ContentChecksum.batch { flush() }
+  }
+
+  private mutating func flush() {
+    pending.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+    pending.removeAll(keepingCapacity: true)
+  }
+
+  private mutating func bytes(_ tag: UInt8, _ bytes: UnsafeRawBufferPointer) {
+    pending.append(tag)
+    word(UInt64(bytes.count))
+    if bytes.count >= ContentChecksum.batch {
+      flush()
+      hasher.update(bufferPointer: bytes)
+    } else {
+      pending.append(contentsOf: bytes)
+      flushIfFull()
+    }
+  }
+
+  public mutating func addNull() { pending.append(UInt8(ascii: "N")) }
   public mutating func addInteger(_ v: Int64) {
-    tag("I")
+    pending.append(UInt8(ascii: "I"))
     word(UInt64(bitPattern: v))
   }
   public mutating func addReal(_ v: Double) {
-    tag("R")
+    pending.append(UInt8(ascii: "R"))
     word(v.bitPattern)
   }
-  public mutating func addText(_ bytes: UnsafeRawBufferPointer) {
-    tag("T")
-    word(UInt64(bytes.count))
-    hasher.update(bufferPointer: bytes)
-  }
-  public mutating func addBlob(_ bytes: UnsafeRawBufferPointer) {
-    tag("B")
-    word(UInt64(bytes.count))
-    hasher.update(bufferPointer: bytes)
-  }
+  public mutating func addText(_ raw: UnsafeRawBufferPointer) { bytes(UInt8(ascii: "T"), raw) }
+  public mutating func addBlob(_ raw: UnsafeRawBufferPointer) { bytes(UInt8(ascii: "B"), raw) }
   public mutating func endRow() {
-    tag("\n")
+    pending.append(0x0A)
     rows += 1
+    flushIfFull()
   }
 
   public func finalizeHex() -> String {
-    hasher.finalize().map { hex2($0) }.joined()
+    var copy = self
+    copy.flush()
+    return copy.hasher.finalize().map { hex2($0) }.joined()
   }
 }

@@ -13,14 +13,18 @@ public final class BackupFileWriter: PartSink {
   private let output: ByteOutput
   private let pool: CompressionPool?
   private var member: [UInt8] = []
-  private var fileDigest = SHA256Digest()
+  /// SHA-256 of the raw parts and of the stored file run on their own threads, in order, so
+  /// the engine's thread only formats rows.
+  private let partHashing = HashLane(label: "ai-shell.hash.parts")
+  private let fileHashing = HashLane(label: "ai-shell.hash.file")
+  private let fileDigest = DigestBox()
+  private var partDigests: [DigestBox] = []
   private var storedBytes: Int64 = 0
   private var rawBytes: Int64 = 0
 
   private struct OpenPart {
     var kind: PartKind
     var table: String?
-    var digest = SHA256Digest()
     var rawSize: Int64 = 0
     var memberRawOffset: Int64 = 0
   }
@@ -51,6 +55,7 @@ public final class BackupFileWriter: PartSink {
   public func beginPart(kind: PartKind, table: String?) throws {
     precondition(current == nil, "beginPart while a part is open")
     current = OpenPart(kind: kind, table: table)
+    partDigests.append(DigestBox())
     parts.append(
       Manifest.Part(
         kind: kind, table: table, storedOffset: 0, storedLength: 0, rawSize: 0, sha256: "", rows: nil,
@@ -59,7 +64,6 @@ public final class BackupFileWriter: PartSink {
 
   public func write(_ bytes: UnsafeRawBufferPointer) throws {
     guard current != nil else { preconditionFailure("write outside a part") }
-    current!.digest.update(bytes)
     current!.rawSize += Int64(bytes.count)
     rawBytes += Int64(bytes.count)
     var rest = bytes
@@ -76,7 +80,6 @@ public final class BackupFileWriter: PartSink {
     if !member.isEmpty { try emitMember() }
     let i = parts.count - 1
     parts[i].rawSize = open.rawSize
-    parts[i].sha256 = open.digest.finalizeHex()
     parts[i].rows = rows
     parts[i].contentChecksum = contentChecksum
     current = nil
@@ -88,12 +91,11 @@ public final class BackupFileWriter: PartSink {
     let rawOffset = current!.memberRawOffset
     current!.memberRawOffset += Int64(raw.count)
     member.removeAll(keepingCapacity: true)
+    partHashing.update(partDigests[partIndex], with: raw)
     let rawLength = Int64(raw.count)
     let record: ([UInt8]) throws -> Void = { [self] stored in
-      try stored.withUnsafeBytes { buf in
-        try output.write(buf)
-        fileDigest.update(buf)
-      }
+      try stored.withUnsafeBytes { try output.write($0) }
+      fileHashing.update(fileDigest, with: stored)
       parts[partIndex].members.append(
         Manifest.Member(
           rawOffset: rawOffset, rawLength: rawLength, storedOffset: storedBytes,
@@ -119,8 +121,11 @@ public final class BackupFileWriter: PartSink {
   public func finish() throws -> Result {
     precondition(current == nil, "finish with a part open")
     try pool?.drainAll()
+    partHashing.wait()
+    fileHashing.wait()
     var offset: Int64 = 0
     for i in parts.indices {
+      parts[i].sha256 = partDigests[i].finalizeHex()
       parts[i].storedOffset = offset
       parts[i].storedLength = parts[i].members.reduce(0) { $0 + $1.storedLength }
       offset += parts[i].storedLength
@@ -195,4 +200,33 @@ final class CompressionPool: @unchecked Sendable {
       if try !writeReadyLocked() { condition.wait() }
     }
   }
+}
+
+/// A SHA-256 state shared with a `HashLane`'s thread.
+final class DigestBox: @unchecked Sendable {
+  var digest = SHA256Digest()
+  func finalizeHex() -> String { digest.finalizeHex() }
+}
+
+/// Hashes buffers on one background thread in submission order. At most `depth` buffers wait,
+/// so a slow hash slows the producer instead of holding memory.
+final class HashLane: @unchecked Sendable {
+  private let queue: DispatchQueue
+  private let slots: DispatchSemaphore
+
+  init(label: String, depth: Int = 8) {
+    queue = DispatchQueue(label: label)
+    slots = DispatchSemaphore(value: depth)
+  }
+
+  func update(_ box: DigestBox, with bytes: [UInt8]) {
+    slots.wait()
+    queue.async { [slots] in
+      bytes.withUnsafeBytes { box.digest.update($0) }
+      slots.signal()
+    }
+  }
+
+  /// Returns when every submitted buffer is hashed.
+  func wait() { queue.sync {} }
 }

@@ -188,6 +188,13 @@ extension SQLiteConnection {
     return out
   }
 
+  /// True when the table has generated (or other hidden) columns, so inserts must name columns.
+  func hasHiddenColumns(_ table: String) throws -> Bool {
+    let s = try prepare("SELECT count(*) FROM pragma_table_xinfo(?1) WHERE hidden != 0")
+    s.bind(1, table)
+    return try s.step() && s.int64(0) > 0
+  }
+
   func pragmaInt(_ name: String) throws -> Int64 {
     let s = try prepare("PRAGMA \(name)")
     return try s.step() ? s.int64(0) : 0

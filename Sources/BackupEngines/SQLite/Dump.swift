@@ -134,7 +134,10 @@ extension SQLiteEngine {
     for t in plan.tables {
       let columns = try db.columns(of: t.name)
       let scan = try db.prepare(scanSQL(table: t.name, columns: columns, isVirtual: t.isVirtual))
-      let encoder = RowEncoder(format: options.format, table: t.name, columns: columns, realCheck: realCheck)
+      let nameColumns = try t.isVirtual || db.hasHiddenColumns(t.name)
+      let encoder = RowEncoder(
+        format: options.format, table: t.name, columns: columns, nameColumns: nameColumns,
+        realCheck: realCheck)
       try sink.beginPart(kind: .table, table: t.name)
       var checksum = ContentChecksum()
       var row: [UInt8] = []
@@ -264,14 +267,17 @@ struct RowEncoder {
   let table: String
   let realCheck: Statement?
 
-  init(format: DumpFormat, table: String, columns: [ColumnInfo], realCheck: Statement?) {
+  /// `nameColumns`: write the column list in every INSERT (needed when generated columns exist;
+  /// otherwise left out, as `sqlite3 .dump` does, which keeps the file smaller).
+  init(format: DumpFormat, table: String, columns: [ColumnInfo], nameColumns: Bool, realCheck: Statement?) {
     self.format = format
     self.columns = columns
     self.table = table
     self.realCheck = realCheck
     count = Int32(columns.count)
     let cols = columns.map { quoteIdentifier($0.name) }.joined(separator: ",")
-    insertPrefix = Array("INSERT INTO \(quoteIdentifier(table))(\(cols)) VALUES(".utf8)
+    insertPrefix = Array(
+      "INSERT INTO \(quoteIdentifier(table))\(nameColumns ? "(\(cols))" : "") VALUES(".utf8)
     jsonKeys = columns.enumerated().map { i, c in
       var k: [UInt8] = i == 0 ? [] : [UInt8(ascii: ",")]
       Bytes.appendJSONString(c.name, to: &k)

@@ -1,4 +1,5 @@
 import BackupModel
+import CDeflate
 import CZlib
 
 private func zlibDetail(_ strm: UnsafeMutablePointer<z_stream>, _ code: Int32) -> String {
@@ -14,57 +15,28 @@ private func zlibDetail(_ strm: UnsafeMutablePointer<z_stream>, _ code: Int32) -
   }
 }
 
-/// One gzip member per call, with a deflate context reset (not re-created) between calls.
+/// One gzip member per call, compressed by libdeflate: members are whole buffers, which is the
+/// case libdeflate is made for (about twice zlib's speed at the same level and ratio). Decoding
+/// stays on zlib, which streams and handles any gzip file.
 final class GzipCompressor: MemberCompressor {
-  private let strm: UnsafeMutablePointer<z_stream>
+  private let compressor: OpaquePointer
   private let scratch = ScratchBuffer(capacity: 64 * 1024)
 
   init(level: Int) throws {
-    strm = .allocate(capacity: 1)
-    strm.initialize(to: z_stream())
-    let rc = deflateInit2_(
-      strm, Int32(level), Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION,
-      Int32(MemoryLayout<z_stream>.size))
-    // On a throw here deinit still runs (every stored property is set); deflateEnd is then a no-op.
-    guard rc == Z_OK else {
-      throw BackupError(.failure, "gzip compression could not start: \(zlibDetail(strm, rc))")
+    guard let c = libdeflate_alloc_compressor(Int32(level)) else {
+      throw BackupError(.failure, "gzip compression could not start (libdeflate level \(level))")
     }
+    compressor = c
   }
 
-  deinit {
-    deflateEnd(strm)
-    strm.deinitialize(count: 1)
-    strm.deallocate()
-  }
+  deinit { libdeflate_free_compressor(compressor) }
 
   func compressMember(_ raw: UnsafeRawBufferPointer) throws -> [UInt8] {
-    var rc = deflateReset(strm)
-    guard rc == Z_OK else { throw BackupError(.failure, "gzip compression failed: \(zlibDetail(strm, rc))") }
-    scratch.reserve(Int(deflateBound(strm, uLong(raw.count))))
-    var consumed = 0
-    var produced = 0
-    while true {
-      let chunk = min(raw.count - consumed, maxChunk)
-      let last = consumed + chunk == raw.count
-      strm.pointee.next_in =
-        raw.baseAddress.map {
-          UnsafeMutablePointer(mutating: ($0 + consumed).assumingMemoryBound(to: Bytef.self))
-        }
-      strm.pointee.avail_in = uInt(chunk)
-      repeat {
-        if produced == scratch.capacity { scratch.reserve(scratch.capacity * 2, preserving: produced) }
-        let room = min(scratch.capacity - produced, maxChunk)
-        strm.pointee.next_out = (scratch.pointer + produced).assumingMemoryBound(to: Bytef.self)
-        strm.pointee.avail_out = uInt(room)
-        rc = deflate(strm, last ? Z_FINISH : Z_NO_FLUSH)
-        produced += room - Int(strm.pointee.avail_out)
-        if rc == Z_STREAM_END { return scratch.bytes(count: produced) }
-        guard rc == Z_OK || rc == Z_BUF_ERROR else {
-          throw BackupError(.failure, "gzip compression failed: \(zlibDetail(strm, rc))")
-        }
-      } while strm.pointee.avail_in > 0 || strm.pointee.avail_out == 0 || last
-      consumed += chunk
-    }
+    let bound = libdeflate_gzip_compress_bound(compressor, raw.count)
+    scratch.reserve(bound)
+    let n = libdeflate_gzip_compress(compressor, raw.baseAddress, raw.count, scratch.pointer, bound)
+    guard n > 0 else { throw BackupError(.failure, "gzip compression failed (output larger than its bound)") }
+    return scratch.bytes(count: n)
   }
 }
 
