@@ -142,6 +142,7 @@ final class RestoreSession {
   let path: String
   var report = RestoreReport()
   var statementNumber = 0
+  lazy var fastInsert = FastInsert(db: db)
 
   init(db: SQLiteConnection, request: RestoreRequest, path: String) {
     self.db = db
@@ -242,6 +243,17 @@ final class RestoreSession {
     var succeeded: Int64 = 0
     let runTablePart = partKind != .table || partTable.map { wants(table: $0) } ?? true
     while try nextLine(&line) {
+      if acc.isEmpty && partKind == .table && runTablePart, let outcome = fastInsert.run(line) {
+        statementNumber += 1
+        switch outcome {
+        case .done:
+          report.statementsExecuted += 1
+          succeeded += 1
+        case .failed(let message):
+          try failed(message)
+        }
+        continue
+      }
       if acc.isEmpty {
         guard let first = line.firstIndex(where: { !isSpace($0) }) else { continue }
         if line[first] == UInt8(ascii: "-") && first + 1 < line.count && line[first + 1] == UInt8(ascii: "-")
