@@ -1,4 +1,5 @@
 import Crypto
+import Dispatch
 
 /// Incremental SHA-256 with a lowercase hex result.
 public struct SHA256Digest: Sendable {
@@ -33,9 +34,10 @@ public struct SHA256Digest: Sendable {
 /// little-endian (R: the IEEE-754 bit pattern), for T and B a little-endian UInt64 length and
 /// the bytes; per row a closing byte 0x0A.
 public struct ContentChecksum: Sendable {
-  private var hasher = SHA256()
-  /// The canonical encoding is gathered here and hashed in large blocks: one hash update per
-  /// value would cost more than the hashing itself.
+  /// The canonical encoding is gathered in `pending` and hashed in 64 KiB blocks on a
+  /// background lane, so the thread reading rows only encodes.
+  private let state = DigestBox()
+  private let lane = HashLane(label: "ai-shell.hash.content", depth: 4)
   private var pending: [UInt8] = []
   private static let batch = 64 * 1024
   public private(set) var rows: Int64 = 0
@@ -53,20 +55,16 @@ public struct ContentChecksum: Sendable {
   }
 
   private mutating func flush() {
-    pending.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+    guard !pending.isEmpty else { return }
+    lane.update(state, with: pending)
     pending.removeAll(keepingCapacity: true)
   }
 
   private mutating func bytes(_ tag: UInt8, _ bytes: UnsafeRawBufferPointer) {
     pending.append(tag)
     word(UInt64(bytes.count))
-    if bytes.count >= ContentChecksum.batch {
-      flush()
-      hasher.update(bufferPointer: bytes)
-    } else {
-      pending.append(contentsOf: bytes)
-      flushIfFull()
-    }
+    pending.append(contentsOf: bytes)
+    flushIfFull()
   }
 
   public mutating func addNull() { pending.append(UInt8(ascii: "N")) }
@@ -86,9 +84,40 @@ public struct ContentChecksum: Sendable {
     flushIfFull()
   }
 
-  public func finalizeHex() -> String {
-    var copy = self
-    copy.flush()
-    return copy.hasher.finalize().map { hex2($0) }.joined()
+  /// The hex digest. Waits for the background hashing; the checksum is finished afterwards.
+  public mutating func finalizeHex() -> String {
+    flush()
+    lane.wait()
+    return state.finalizeHex()
   }
+}
+
+/// A SHA-256 state shared with a `HashLane`'s thread.
+public final class DigestBox: @unchecked Sendable {
+  public var digest = SHA256Digest()
+  public init() {}
+  public func finalizeHex() -> String { digest.finalizeHex() }
+}
+
+/// Hashes buffers on one background thread in submission order. At most `depth` buffers wait,
+/// so a slow hash slows the producer instead of holding memory.
+public final class HashLane: @unchecked Sendable {
+  private let queue: DispatchQueue
+  private let slots: DispatchSemaphore
+
+  public init(label: String, depth: Int = 8) {
+    queue = DispatchQueue(label: label)
+    slots = DispatchSemaphore(value: depth)
+  }
+
+  public func update(_ box: DigestBox, with bytes: [UInt8]) {
+    slots.wait()
+    queue.async { [slots] in
+      bytes.withUnsafeBytes { box.digest.update($0) }
+      slots.signal()
+    }
+  }
+
+  /// Returns when every submitted buffer is hashed.
+  public func wait() { queue.sync {} }
 }

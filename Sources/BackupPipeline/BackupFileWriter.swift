@@ -201,32 +201,3 @@ final class CompressionPool: @unchecked Sendable {
     }
   }
 }
-
-/// A SHA-256 state shared with a `HashLane`'s thread.
-final class DigestBox: @unchecked Sendable {
-  var digest = SHA256Digest()
-  func finalizeHex() -> String { digest.finalizeHex() }
-}
-
-/// Hashes buffers on one background thread in submission order. At most `depth` buffers wait,
-/// so a slow hash slows the producer instead of holding memory.
-final class HashLane: @unchecked Sendable {
-  private let queue: DispatchQueue
-  private let slots: DispatchSemaphore
-
-  init(label: String, depth: Int = 8) {
-    queue = DispatchQueue(label: label)
-    slots = DispatchSemaphore(value: depth)
-  }
-
-  func update(_ box: DigestBox, with bytes: [UInt8]) {
-    slots.wait()
-    queue.async { [slots] in
-      bytes.withUnsafeBytes { box.digest.update($0) }
-      slots.signal()
-    }
-  }
-
-  /// Returns when every submitted buffer is hashed.
-  func wait() { queue.sync {} }
-}

@@ -159,7 +159,11 @@ enum Bytes {
   /// Swift's shortest round-trip form, always with "." or "e" so it reads back as REAL.
   static func realText(_ d: Double) -> String {
     var s = d.description
-    if !s.contains(".") && !s.contains("e") && !s.contains("n") { s += ".0" }
+    // byte scan: String.contains(String) goes through Foundation and costs more than the rest
+    let plain = s.utf8.allSatisfy {
+      $0 != UInt8(ascii: ".") && $0 != UInt8(ascii: "e") && $0 != UInt8(ascii: "n")
+    }
+    if plain { s += ".0" }
     return s
   }
 
