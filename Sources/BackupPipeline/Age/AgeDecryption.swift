@@ -66,7 +66,9 @@ public enum AgeStream {
     to out: (UnsafeRawBufferPointer) throws -> Void
   ) throws {
     let payload = try AgePayload(input: input, identities: identities, armored: armored)
-    guard payload.chunkCount > 0 else { throw AgeFailure.payload("the file has no payload chunks (truncated)") }
+    guard payload.chunkCount > 0 else {
+      throw AgeFailure.payload("the file has no payload chunks (truncated)")
+    }
     for index in 0..<payload.chunkCount {
       let atEnd = index == payload.chunkCount - 1
       let sealed = try payload.readSealed(index)
@@ -136,7 +138,9 @@ final class AgePayload {
       try readFully(input, at: start, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<length]))
     }
     if !(input is AgeMemoryInput) { storedBytesRead += Int64(n) }
-    guard n == length else { throw AgeFailure.payload("the file ended early (was it changed while reading?)") }
+    guard n == length else {
+      throw AgeFailure.payload("the file ended early (was it changed while reading?)")
+    }
     return sealed[0..<length]
   }
 
@@ -164,12 +168,14 @@ final class AgePayload {
 }
 
 /// Reads until `buffer` is full or the input ends; returns the bytes read.
-func readFully(_ input: RandomAccessInput, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws
+func readFully(_ input: RandomAccessInput, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer)
+  throws
   -> Int
 {
   var done = 0
   while done < buffer.count {
-    let n = try input.read(at: offset + Int64(done), into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]))
+    let n = try input.read(
+      at: offset + Int64(done), into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]))
     if n == 0 { break }
     done += n
   }
@@ -184,7 +190,9 @@ final class AgeMemoryInput: RandomAccessInput {
   func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
     guard offset < size else { return 0 }
     let n = min(buffer.count, bytes.count - Int(offset))
-    bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + Int(offset), byteCount: n) }
+    bytes.withUnsafeBytes {
+      buffer.baseAddress!.copyMemory(from: $0.baseAddress! + Int(offset), byteCount: n)
+    }
     return n
   }
 }
@@ -197,13 +205,14 @@ enum AgeArmor {
 
   static func isSpace(_ c: UInt8) -> Bool { c == 0x20 || (c >= 0x09 && c <= 0x0D) }
 
-  /// True when the file starts, after optional whitespace, with "-----BEGIN".
+  /// True when the file starts, after optional whitespace, with "-----" (a binary age file starts
+  /// with "age-"); the armor parser then says what is wrong with a malformed BEGIN line.
   static func looksArmored(_ input: RandomAccessInput, bytesRead: inout Int64) throws -> Bool {
     var head = [UInt8](repeating: 0, count: maxWhitespace + begin.count)
     let n = try head.withUnsafeMutableBytes { try readFully(input, at: 0, into: $0) }
     bytesRead += Int64(n)
     let text = head[0..<n].drop(while: isSpace)
-    return text.starts(with: "-----BEGIN".utf8)
+    return text.starts(with: "-----".utf8)
   }
 
   /// Decodes a whole armored file.

@@ -14,7 +14,9 @@ public final class AgeEncryptingOutput: ByteOutput {
   public private(set) var plaintextBytes: Int64 = 0
 
   public init(output: ByteOutput, recipients: [AgeRecipient]) throws {
-    guard !recipients.isEmpty else { throw BackupError(.usage, "age encryption needs at least one recipient") }
+    guard !recipients.isEmpty else {
+      throw BackupError(.usage, "age encryption needs at least one recipient")
+    }
     if recipients.count > 1, recipients.contains(where: { if case .scrypt = $0 { true } else { false } }) {
       throw BackupError(.usage, "an age passphrase cannot be combined with other recipients")
     }

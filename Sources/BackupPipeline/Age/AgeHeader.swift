@@ -153,7 +153,9 @@ enum AgeFormat {
     switch identity {
     case .x25519(let secretKey):
       guard stanza.type == "X25519" else { return nil }
-      guard stanza.arguments.count == 1 else { throw AgeFailure.header("an X25519 stanza needs one argument") }
+      guard stanza.arguments.count == 1 else {
+        throw AgeFailure.header("an X25519 stanza needs one argument")
+      }
       guard let share = AgeBase64.decode(stanza.arguments[0].utf8), share.count == 32 else {
         throw AgeFailure.header("the X25519 share is not 32 canonically encoded bytes")
       }
@@ -172,15 +174,21 @@ enum AgeFormat {
       return open(stanza.body, key: wrapKey)
     case .scrypt(let passphrase, let maxWorkFactor):
       guard stanza.type == "scrypt" else { return nil }
-      guard stanza.arguments.count == 2 else { throw AgeFailure.header("an scrypt stanza needs two arguments") }
+      guard stanza.arguments.count == 2 else {
+        throw AgeFailure.header("an scrypt stanza needs two arguments")
+      }
       guard let salt = AgeBase64.decode(stanza.arguments[0].utf8), salt.count == 16 else {
         throw AgeFailure.header("the scrypt salt is not 16 canonically encoded bytes")
       }
       let factorText = Array(stanza.arguments[1].utf8)
       guard let first = factorText.first, first >= UInt8(ascii: "1"), first <= UInt8(ascii: "9"),
         factorText.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
-      else { throw AgeFailure.header("the scrypt work factor is not a positive decimal number without leading zeros") }
-      guard factorText.count <= 2, let workFactor = Int(stanza.arguments[1]), workFactor <= maxWorkFactor else {
+      else {
+        throw AgeFailure.header(
+          "the scrypt work factor is not a positive decimal number without leading zeros")
+      }
+      guard factorText.count <= 2, let workFactor = Int(stanza.arguments[1]), workFactor <= maxWorkFactor
+      else {
         let shown = factorText.count <= 6 ? stanza.arguments[1] : "of \(factorText.count) digits"
         throw AgeFailure.header(
           "the scrypt work factor \(shown) is above the allowed maximum \(maxWorkFactor)")
@@ -216,7 +224,9 @@ struct AgeHeader {
           return line
         }
         if eof { throw AgeFailure.header(buffer.isEmpty ? "the file is empty" : "the header is truncated") }
-        guard buffer.count < AgeFormat.maxHeaderSize else { throw AgeFailure.header("the header is too long") }
+        guard buffer.count < AgeFormat.maxHeaderSize else {
+          throw AgeFailure.header("the header is too long")
+        }
         var block = [UInt8](repeating: 0, count: 4096)
         let n = try block.withUnsafeMutableBytes { try input.read(at: Int64(buffer.count), into: $0) }
         bytesRead += Int64(n)
@@ -248,7 +258,9 @@ struct AgeHeader {
       var body: [UInt8] = []
       while true {
         let bodyLine = try nextLine()
-        guard bodyLine.count <= 64 else { throw AgeFailure.header("a stanza body line is longer than 64 columns") }
+        guard bodyLine.count <= 64 else {
+          throw AgeFailure.header("a stanza body line is longer than 64 columns")
+        }
         guard let decoded = AgeBase64.decode(bodyLine) else {
           throw AgeFailure.header("a stanza body is not canonical unpadded base64")
         }

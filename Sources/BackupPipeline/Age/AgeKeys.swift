@@ -18,7 +18,9 @@ public enum AgeIdentity: Sendable {
   case scrypt(passphrase: [UInt8], maxWorkFactor: Int)
 
   /// A passphrase identity with the default maximum work factor (22).
-  public static func passphrase(_ passphrase: String, maxWorkFactor: Int = Age.defaultMaxWorkFactor) -> AgeIdentity {
+  public static func passphrase(_ passphrase: String, maxWorkFactor: Int = Age.defaultMaxWorkFactor)
+    -> AgeIdentity
+  {
     .scrypt(passphrase: Array(passphrase.utf8), maxWorkFactor: maxWorkFactor)
   }
 }
@@ -144,7 +146,9 @@ public enum Age {
 extension String {
   func trimmingASCIIWhitespace() -> String {
     let bytes = Array(utf8)
-    func isSpace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0A || c == 0x0D || c == 0x0B || c == 0x0C }
+    func isSpace(_ c: UInt8) -> Bool {
+      c == 0x20 || c == 0x09 || c == 0x0A || c == 0x0D || c == 0x0B || c == 0x0C
+    }
     guard let first = bytes.firstIndex(where: { !isSpace($0) }) else { return "" }
     let last = bytes.lastIndex(where: { !isSpace($0) })!
     return String(decoding: bytes[first...last], as: UTF8.self)
