@@ -10,7 +10,7 @@ import Foundation
 public final class AgeDecryptingInput: RandomAccessInput {
   private let payload: AgePayload
   private var cachedIndex: Int64 = -1
-  private var cached: [UInt8] = []
+  private var cached = Data()
 
   /// - Parameter armored: true or false to require or refuse ASCII armor; nil detects it.
   public init(input: RandomAccessInput, identities: [AgeIdentity], armored: Bool? = nil) throws {
@@ -39,9 +39,7 @@ public final class AgeDecryptingInput: RandomAccessInput {
       let index = position / Int64(AgeFormat.chunkSize)
       if index != cachedIndex {
         cachedIndex = -1
-        let plain = try payload.openStrict(index)
-        cached.removeAll(keepingCapacity: true)
-        cached.append(contentsOf: plain)
+        cached = try payload.openStrict(index)
         cachedIndex = index
       }
       let within = Int(position - index * Int64(AgeFormat.chunkSize))
