@@ -27,7 +27,11 @@ let package = Package(
     ),
     .target(
       name: "BackupPipeline",
-      dependencies: ["BackupModel", "CZlib", "CDeflate", "CBZip2", "CZstd"]
+      dependencies: [
+        "BackupModel", "CZlib", "CDeflate", "CBZip2", "CZstd",
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "_CryptoExtras", package: "swift-crypto"),
+      ]
     ),
     .target(
       name: "BackupEngines",
@@ -58,7 +62,10 @@ let package = Package(
       dependencies: ["BackupModel", "CSQLite"],
       path: "Tests/TestSupport"
     ),
-    .testTarget(name: "BackupPipelineTests", dependencies: ["BackupPipeline", "TestSupport"]),
+    .testTarget(
+      name: "BackupPipelineTests", dependencies: ["BackupPipeline", "TestSupport", "CZlib"],
+      exclude: ["Resources"]  // the age CCTV vectors, read through #filePath
+    ),
     .testTarget(name: "BackupEnginesTests", dependencies: ["BackupEngines", "TestSupport"]),
     .testTarget(name: "BackupCoreTests", dependencies: ["BackupCore", "TestSupport"]),
     .testTarget(name: "EndToEndTests", dependencies: ["ai-shell", "TestSupport"]),
