@@ -121,10 +121,18 @@ extension SQLiteEngine {
       for v in plan.skippedViews { session.report.notes.append("view \"\(v.name)\" skipped: --tables given") }
       for (i, part) in request.parts.enumerated() {
         let reader = InputReader(try parts.open(i))
-        try session.apply(part: part, reader: reader)
+        do {
+          try session.apply(part: part, reader: reader)
+        } catch let error as BackupError where error.status != .corrupt {
+          // damaged bytes can fail as SQL before the part's checksum is reached: when the part
+          // fails its checksum, that is the real cause
+          do { try drain(reader) } catch let corrupt as BackupError where corrupt.status == .corrupt {
+            throw corrupt
+          }
+          throw error
+        }
         // read to the end so the part's checksum is checked
-        var junk: [UInt8] = []
-        while try reader.read(upTo: 1 << 20, appendingTo: &junk) > 0 { junk.removeAll(keepingCapacity: true) }
+        try drain(reader)
       }
       try db.exec("COMMIT")
     } catch {
@@ -133,6 +141,12 @@ extension SQLiteEngine {
     }
     return session.report
   }
+}
+
+/// Reads a part to its end, which makes its reader check the part's size and SHA-256.
+func drain(_ reader: InputReader) throws {
+  var junk: [UInt8] = []
+  while try reader.read(upTo: 1 << 20, appendingTo: &junk) > 0 { junk.removeAll(keepingCapacity: true) }
 }
 
 /// The state of one restore: the connection, the counters and the report.
