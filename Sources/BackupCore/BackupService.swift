@@ -72,8 +72,15 @@ public final class BackupService {
     do {
       let writer = try BackupFileWriter(output: output, algorithm: options.compression, level: options.level)
       let progress = self.progress
+      // progress through the source when the engine reports it (against the database size),
+      // else the bytes produced so far
       progress?.begin("backup", totalBytes: probe.sizeBytes)
-      writer.progress = { raw, _ in progress?.advance(to: raw) }
+      var sourceReported = false
+      writer.sourceProgress = { read in
+        sourceReported = true
+        progress?.advance(to: read)
+      }
+      writer.progress = { raw, _ in if !sourceReported { progress?.advance(to: raw) } }
       let dumped = try engine.dump(
         options: DumpOptions(
           format: options.format, tables: options.tables, lockTimeoutSeconds: options.lockTimeoutSeconds,

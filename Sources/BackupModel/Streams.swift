@@ -7,6 +7,12 @@ public protocol PartSink: AnyObject {
   func write(_ bytes: UnsafeRawBufferPointer) throws
   /// Ends the current part. `rows` and `contentChecksum` are set for table parts.
   func endPart(rows: Int64?, contentChecksum: String?) throws
+  /// How many bytes of the source the engine has read so far (for progress; optional).
+  func reportSourceProgress(_ bytesRead: Int64)
+}
+
+extension PartSink {
+  public func reportSourceProgress(_ bytesRead: Int64) {}
 }
 
 /// A pull stream of raw bytes (one part of a backup, already decoded and checked).
@@ -21,6 +27,8 @@ public final class OutputBuffer {
   public private(set) var bytes: [UInt8]
   private let sink: PartSink
   private let flushThreshold: Int
+  /// Called after each flush (engines report their read progress here).
+  public var afterFlush: (() -> Void)?
 
   public init(sink: PartSink, flushThreshold: Int = 256 * 1024) {
     self.sink = sink
@@ -75,6 +83,7 @@ public final class OutputBuffer {
     guard !bytes.isEmpty else { return }
     try bytes.withUnsafeBytes { try sink.write($0) }
     bytes.removeAll(keepingCapacity: true)
+    afterFlush?()
   }
 }
 

@@ -32,6 +32,10 @@ public final class BackupFileWriter: PartSink {
   private var parts: [Manifest.Part] = []
   /// Called after every member is written with (raw bytes so far, stored bytes so far).
   public var progress: ((Int64, Int64) -> Void)?
+  /// Called with the engine's progress through its source (bytes read), when it reports it.
+  public var sourceProgress: ((Int64) -> Void)?
+
+  public func reportSourceProgress(_ bytesRead: Int64) { sourceProgress?(bytesRead) }
 
   public init(
     output: ByteOutput, algorithm: CompressionAlgorithm, level: Int? = nil,

@@ -60,6 +60,15 @@ final class SQLiteConnection {
   }
 
   var autocommit: Bool { sqlite3_get_autocommit(handle) != 0 }
+
+  /// Bytes this connection has read from the database file: page-cache misses times the page
+  /// size (each page of a scan is read once, so this tracks a dump's progress through the file).
+  func bytesRead(pageSize: Int64) -> Int64 {
+    var current: Int32 = 0
+    var highwater: Int32 = 0
+    sqlite3_db_status(handle, SQLITE_DBSTATUS_CACHE_MISS, &current, &highwater, 0)
+    return Int64(current) * pageSize
+  }
 }
 
 func formatSeconds(_ s: Double) -> String {

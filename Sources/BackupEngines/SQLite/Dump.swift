@@ -106,6 +106,8 @@ extension SQLiteEngine {
     let plan = try makePlan(db, tables: options.tables)
     let version = String(cString: sqlite3_libversion())
     let out = OutputBuffer(sink: sink)
+    let pageSize = try db.pragmaInt("page_size")
+    out.afterFlush = { sink.reportSourceProgress(db.bytesRead(pageSize: pageSize)) }
     let mtime = Int64(options.createdAt.timeIntervalSince1970)
 
     // schema
