@@ -54,7 +54,7 @@ func printStderr(_ line: String) {
 public struct Backup: ParsableCommand {
   public static let configuration = CommandConfiguration(
     abstract: "Create, restore, list, inspect, verify and delete backups.",
-    subcommands: [Create.self, Restore.self, List.self, Status.self, Verify.self, Delete.self]
+    subcommands: [Create.self, Restore.self, List.self, Status.self, Verify.self, Delete.self, Keygen.self]
   )
   public init() {}
 }
