@@ -408,6 +408,23 @@ func shape(_ db: ScratchDB) throws -> String {
     #expect(throws: BackupError.self) { _ = try pgDump(url, tables: ["public.nope"]) }
   }
 
+  @Test func olderPgDumpIsRefusedWithTheVersionNeeded() throws {
+    let dir = TempDir()
+    let fake = dir.file("pg_dump")
+    try "#!/bin/sh\necho 'pg_dump (PostgreSQL) 14.11'\n".write(
+      toFile: fake, atomically: true, encoding: .utf8)
+    try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: fake)
+    do {
+      _ = try PGDumpTool.find(serverVersionNumber: 150018, environment: ["AI_SHELL_PG_DUMP": fake])
+      Issue.record("an older pg_dump must be refused")
+    } catch let e as BackupError {
+      #expect(e.description.contains("pg_dump 14"))
+      #expect(e.description.contains("postgresql-client-15"))
+    }
+    #expect(
+      try PGDumpTool.find(serverVersionNumber: 140000, environment: ["AI_SHELL_PG_DUMP": fake]).major == 14)
+  }
+
   @Test func locatorAndRedaction() throws {
     let l = try DatabaseLocator("postgresql://me:s3cr%40t@db.example:6543/app?sslmode=require")
     #expect(l.engineKind == .postgres)

@@ -281,14 +281,22 @@ struct PGDumpTool {
     return Int(digits)
   }
 
-  static func find(serverVersionNumber: Int) throws -> PGDumpTool {
+  /// AI_SHELL_PG_DUMP, when set, is the only candidate; otherwise Debian's versioned directories
+  /// (the server's major first) and then PATH.
+  static func find(
+    serverVersionNumber: Int, environment env: [String: String] = ProcessInfo.processInfo.environment
+  ) throws -> PGDumpTool {
     let serverMajor = serverVersionNumber / 10000
-    let env = ProcessInfo.processInfo.environment
     var candidates: [String] = []
-    if let p = env["AI_SHELL_PG_DUMP"], !p.isEmpty { candidates.append(p) }
-    // Debian keeps every major version side by side; /usr/bin/pg_dump is a wrapper
-    for v in serverMajor...(serverMajor + 5) { candidates.append("/usr/lib/postgresql/\(v)/bin/pg_dump") }
-    for dir in (env["PATH"] ?? "/usr/bin:/bin").split(separator: ":") { candidates.append("\(dir)/pg_dump") }
+    if let p = env["AI_SHELL_PG_DUMP"], !p.isEmpty {
+      candidates.append(p)
+    } else {
+      // Debian keeps every major version side by side; /usr/bin/pg_dump is a wrapper
+      for v in serverMajor...(serverMajor + 5) { candidates.append("/usr/lib/postgresql/\(v)/bin/pg_dump") }
+      for dir in (env["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+        candidates.append("\(dir)/pg_dump")
+      }
+    }
     var tooOld: [(String, Int)] = []
     for c in candidates where FileManager.default.isExecutableFile(atPath: c) {
       guard let major = version(of: c) else { continue }
