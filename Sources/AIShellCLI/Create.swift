@@ -9,7 +9,11 @@ extension Backup {
       abstract: "Back up a database into one standard file plus a manifest.",
       discussion: "Prints the new backup id as the last line of stdout (an object with --json).")
 
-    @Option(name: .shortAndLong, help: "The database: a SQLite file path or sqlite:///abs/path.db.")
+    @Option(
+      name: .shortAndLong,
+      help:
+        "The database: a SQLite file path, sqlite:///abs/path.db, or postgresql://user@host:port/db (password from PGPASSWORD or ~/.pgpass)."
+    )
     var database: String
 
     @Option(name: .shortAndLong, help: "A name for the backup (shown by list).")

@@ -11,6 +11,9 @@ public final class BackupService {
   public let store: LocalStore
   public let catalog: Catalog
   public var logger: Logger
+  /// PostgreSQL only: the server (URL, password allowed) `verify --test` makes its scratch
+  /// database on; nil uses the backup's recorded location (password from PGPASSWORD/~/.pgpass).
+  public var testRestoreServer: String?
   public weak var progress: ProgressObserver?
   /// Identities and passphrase for reading encrypted backups.
   public var keys = DecryptionKeys()
@@ -286,7 +289,14 @@ public final class BackupService {
     let engine: BackupEngine
     switch m.database.engine {
     case .sqlite: engine = SQLiteEngine(path: scratch.appendingPathComponent("scratch.db").path)
+    case .postgres:
+      // a scratch database on the backup's server (password from PGPASSWORD or ~/.pgpass)
+      let name = "ai_shell_verify_\(UUID().uuidString.prefix(8).lowercased())"
+      let pg = PostgresEngine(
+        url: try PostgresEngine.url(testRestoreServer ?? m.database.location, replacingDatabase: name))
+      engine = pg
     }
+    defer { if let pg = engine as? PostgresEngine { try? pg.dropDatabase() } }
     let (request, indices) = restoreRequest(m, tables: nil, dropExisting: false, continueOnError: false)
     let input = try openPayload(m).payload
     _ = try engine.restore(
