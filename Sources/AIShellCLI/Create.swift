@@ -9,20 +9,25 @@ extension Backup {
       abstract: "Back up a database into one standard file plus a manifest.",
       discussion: "Prints the new backup id as the last line of stdout (an object with --json).")
 
-    @Option(name: .shortAndLong, help: "The database: a SQLite file path or sqlite:///abs/path.db.")
+    @Option(
+      name: .shortAndLong,
+      help: "The database: a connection name, a SQLite file path or sqlite:///abs/path.db.")
     var database: String
 
     @Option(name: .shortAndLong, help: "A name for the backup (shown by list).")
     var name: String?
 
-    @Option(name: .shortAndLong, help: "Compression of every member.")
-    var compression: CompressionAlgorithm = .zstd
+    @Option(name: .shortAndLong, help: "Compression of every member (default: the config's, else zstd).")
+    var compression: CompressionAlgorithm?
 
     @Option(help: "Compression level (default: gzip 6, bzip2 9, zstd 3).")
     var level: Int?
 
-    @Option(help: "Content format: sql (a script), json (NDJSON) or csv (a tar of CSV files).")
-    var format: DumpFormat = .sql
+    @Option(
+      help:
+        "Content format: sql (a script), json (NDJSON) or csv (a tar of CSV files); default: the config's, else sql."
+    )
+    var format: DumpFormat?
 
     @Option(help: "Only these tables (comma-separated exact names).")
     var tables: String?
@@ -30,8 +35,8 @@ extension Backup {
     @Flag(help: "Re-read the written file and check every checksum before declaring it complete.")
     var verify = false
 
-    @Option(help: "Seconds to wait for a database locked by another writer.")
-    var lockTimeout: Double = 10
+    @Option(help: "Seconds to wait for a database locked by another writer (default: the config's, else 10).")
+    var lockTimeout: Double?
 
     @Flag(help: "Show progress and log lines on stderr.")
     var verbose = false
@@ -40,17 +45,24 @@ extension Backup {
 
     func validate() throws {
       _ = try parseTableList(tables)
-      guard lockTimeout >= 0 else { throw ValidationError("--lock-timeout must be zero or more seconds") }
+      guard (lockTimeout ?? 0) >= 0 else {
+        throw ValidationError("--lock-timeout must be zero or more seconds")
+      }
     }
 
     func run() throws {
       let service = common.service(verbose: verbose)
       let progress = ProgressPrinter()
       if verbose { service.progress = progress }
+      // config-file defaults (ConfigSupport.swift)
+      let d = try common.createDefaults(
+        compression: compression, level: level, format: format, lockTimeout: lockTimeout)
       let summary = try service.create(
         .init(
-          database: database, name: name, compression: compression, level: level, format: format,
-          tables: try parseTableList(tables), verify: verify, lockTimeoutSeconds: lockTimeout))
+          database: try common.resolveDatabase(database), name: name, compression: d.compression,
+          level: d.level,
+          format: d.format, tables: try parseTableList(tables), verify: verify,
+          lockTimeoutSeconds: d.lockTimeoutSeconds))
       if common.json {
         print(try Render.json(summary))
       } else {
