@@ -131,7 +131,7 @@ struct ConnectionInfo: Encodable {
 
   init(name: String, _ c: Config.Connection) {
     self.name = name
-    engine = (try? ConnectionURL.parse(c.url).engine) ?? "unknown"
+    engine = ConnectionURL.engine(ofStored: c.url) ?? "unknown"
     url = ConnectionURL.redact(c.url)
     passwordFile = c.passwordFile
   }

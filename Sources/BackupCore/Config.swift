@@ -305,7 +305,7 @@ public struct Config: Codable, Equatable, Sendable {
     for (name, c) in connections {
       try ConnectionURL.validateName(name)
       do {
-        _ = try ConnectionURL.parse(c.url)
+        try ConnectionURL.validateStored(c.url)
       } catch let e as BackupError {
         throw bad("connections.\(name).url", e.message)
       }

@@ -81,8 +81,9 @@ public final class ConfigStore {
   /// A connection whose URL holds an inline password comes back without it, the password written
   /// to a 0600 file.
   func storingPassword(name: String, _ connection: Config.Connection) throws -> Config.Connection {
-    let parsed = try ConnectionURL.parse(connection.url)
-    guard let password = parsed.password else { return connection }
+    guard let parsed = try? ConnectionURL.parse(connection.url), let password = parsed.password,
+      !password.contains("${")
+    else { return connection }
     try ensureDirectory(secretsDirectory)
     chmod(secretsDirectory, 0o700)
     let secretName = "\(name).password"
@@ -288,8 +289,10 @@ public final class ConfigStore {
       removeSecret(existing)
     }
     var text = url
-    let parsed = try ConnectionURL.parse(url)
-    if parsed.engine == "sqlite" { text = parsed.text(password: .omit) }
+    try ConnectionURL.validateStored(url)
+    if !url.contains("${"), let parsed = try? ConnectionURL.parse(url), parsed.engine == "sqlite" {
+      text = parsed.text(password: .omit)
+    }
     config.connections[name] = Config.Connection(url: text)
     try save(config)
     return try load().connections[name]!

@@ -127,6 +127,21 @@ public struct ConnectionURL: Sendable, Equatable {
     }
   }
 
+  /// Checks a URL as stored in the config: with `${VAR}` references only the scheme can be
+  /// checked (the rest is known at use time).
+  public static func validateStored(_ text: String) throws {
+    guard text.contains("${") else {
+      _ = try parse(text)
+      return
+    }
+    if let sep = text.range(of: "://") {
+      let scheme = text[..<sep.lowerBound].lowercased()
+      guard engines[scheme] != nil else {
+        throw BackupError(.usage, "unknown database URL scheme \"\(scheme)\"")
+      }
+    }
+  }
+
   /// Replaces `${NAME}` with the environment's value; a missing variable is a usage error.
   public static func expandVariables(_ text: String, environment: [String: String]) throws -> String {
     var out = ""
@@ -149,7 +164,22 @@ public struct ConnectionURL: Sendable, Equatable {
 
   /// Any URL-looking text with an inline password replaced by `***` (for messages and listings).
   public static func redact(_ text: String) -> String {
-    guard let parsed = try? parse(text), parsed.password != nil else { return text }
-    return parsed.text(password: .redact)
+    if let parsed = try? parse(text) {
+      return parsed.password == nil ? text : parsed.text(password: .redact)
+    }
+    // unparsable: still hide whatever sits between "user:" and "@"
+    guard let sep = text.range(of: "://") else { return text }
+    let rest = text[sep.upperBound...]
+    let authority = rest.prefix { $0 != "/" && $0 != "?" }
+    guard let at = authority.lastIndex(of: "@"), let colon = authority[..<at].firstIndex(of: ":") else {
+      return text
+    }
+    return String(text[..<text.index(after: colon)]) + "***" + String(text[at...])
+  }
+
+  /// The engine a stored URL names (also with `${VAR}` references), or nil.
+  public static func engine(ofStored text: String) -> String? {
+    guard let sep = text.range(of: "://") else { return "sqlite" }
+    return engines[text[..<sep.lowerBound].lowercased()]
   }
 }

@@ -46,6 +46,15 @@ public enum SQLitePlainDump {
     var current: String?
     var seenInsert = false
     var lastRowid: Int64 = 0
+    var sequenceAt: Int?
+    func runInMemory(_ text: [UInt8]) {
+      var sql = text
+      sql.append(0)
+      _ = sql.withUnsafeBufferPointer {
+        sqlite3_exec(
+          memory.handle, UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), nil, nil, nil)
+      }
+    }
     try statements(open()) { text in
       if let target = insertTarget(text) {
         let folded = foldName(target)
@@ -63,7 +72,13 @@ public enum SQLitePlainDump {
           rows[table, default: 0] += 1
           return
         }
-        post.append(Statement(text: text, object: nil))  // sqlite_sequence, sqlite_stat1, ...
+        if folded == "sqlite_sequence" {
+          // replaced by one marked statement per table (below), as ai-shell's own dumps do
+          sequenceAt = sequenceAt ?? post.count
+          runInMemory(text)
+          return
+        }
+        post.append(Statement(text: text, object: nil))  // sqlite_stat1, ...
         return
       }
       let upper = String(decoding: text.prefix(32), as: UTF8.self).uppercased()
@@ -72,13 +87,12 @@ public enum SQLitePlainDump {
       {
         return
       }
-      // learn what the statement creates
-      var sql = text
-      sql.append(0)
-      _ = sql.withUnsafeBufferPointer {
-        sqlite3_exec(
-          memory.handle, UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), nil, nil, nil)
+      if upper.hasPrefix("DELETE FROM SQLITE_SEQUENCE") {
+        sequenceAt = sequenceAt ?? post.count
+        return
       }
+      // learn what the statement creates
+      runInMemory(text)
       var created: SchemaObject?
       let s = try memory.prepare(
         "SELECT rowid, type, name, tbl_name FROM sqlite_schema WHERE rowid > \(lastRowid) ORDER BY rowid")
@@ -99,6 +113,21 @@ public enum SQLitePlainDump {
       } else {
         post.append(statement)
       }
+    }
+    if let at = sequenceAt,
+      let s = try? memory.prepare("SELECT name, seq FROM sqlite_sequence ORDER BY rowid")
+    {
+      var sequences: [Statement] = []
+      while try s.step() {
+        let name = s.string(0) ?? ""
+        let lit = quoteLiteral(name)
+        let sql =
+          "DELETE FROM sqlite_sequence WHERE name=\(lit);\nINSERT INTO sqlite_sequence(name,seq) VALUES(\(lit),\(s.int64(1)));"
+        let object = SchemaObject(type: "sequence", name: name, table: name)
+        sequences.append(Statement(text: Array(sql.utf8), object: object))
+        objects.append(object)
+      }
+      post.insert(contentsOf: sequences, at: min(at, post.count))
     }
     for o in objects where o.type == "table" && rows[o.name] == nil {
       order.append(o.name)
