@@ -12,5 +12,9 @@ log=$(mktemp)
 if ! swift build --build-tests >"$log" 2>&1; then grep -E 'error' "$log" | head -40 >&2; tail -20 "$log" >&2; exit 1; fi
 tail -1 "$log" >&2
 if grep -E "^$PWD/(Sources|Tests)/.*warning:" "$log"; then echo "the build has warnings" >&2; exit 1; fi
+echo "== PostgreSQL 15 test server" >&2
+scripts/pg-test-server.sh start
+trap 'scripts/pg-test-server.sh stop' EXIT
+eval "$(scripts/pg-test-server.sh env)"
 echo "== swift test" >&2
 swift test --skip-build 2>&1

@@ -55,9 +55,9 @@ public struct Backup: ParsableCommand {
   public static let configuration = CommandConfiguration(
     abstract: "Create, restore, list, inspect, verify and delete backups.",
     subcommands: [
-      Create.self, Restore.self, List.self, Status.self, Verify.self, Delete.self, ConfigCommand.self,
-      Export.self,
-      Import.self,
+      Create.self, Restore.self, List.self, Status.self, Verify.self, Delete.self, Keygen.self,
+      ConfigCommand.self,
+      Export.self, Import.self,
     ]
   )
   public init() {}

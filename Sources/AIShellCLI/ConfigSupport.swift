@@ -27,7 +27,9 @@ extension CommonOptions {
   /// `--database`: a connection name from the config first, else a URL or a SQLite path; what
   /// `DatabaseLocator` accepts.
   func resolveDatabase(_ text: String) throws -> String {
-    try ResolvedDatabase.resolve(text, config: try loadConfig()).locatorText
+    let resolved = try ResolvedDatabase.resolve(text, config: try loadConfig())
+    resolved.exportPassword()
+    return resolved.locatorText
   }
 
   /// `backup create` settings: flag > config > default.

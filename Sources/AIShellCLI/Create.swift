@@ -11,7 +11,9 @@ extension Backup {
 
     @Option(
       name: .shortAndLong,
-      help: "The database: a connection name, a SQLite file path or sqlite:///abs/path.db.")
+      help:
+        "The database: a connection name, a SQLite file path, sqlite:///abs/path.db, or postgresql://user@host:port/db (password from PGPASSWORD or ~/.pgpass)."
+    )
     var database: String
 
     @Option(name: .shortAndLong, help: "A name for the backup (shown by list).")
@@ -41,6 +43,23 @@ extension Backup {
     @Flag(help: "Show progress and log lines on stderr.")
     var verbose = false
 
+    @Flag(help: "Encrypt the backup file with age (to --recipient keys or a passphrase).")
+    var encrypt = false
+
+    @Option(
+      name: .customLong("recipient"),
+      help: ArgumentHelp("An age public key (age1...) to encrypt to; repeatable.", valueName: "age1..."))
+    var recipients: [String] = []
+
+    @Option(help: ArgumentHelp("A file of age public keys, one per line; repeatable.", valueName: "file"))
+    var recipientsFile: [String] = []
+
+    @Option(
+      help: ArgumentHelp(
+        "Encrypt with the passphrase in this file (else $AI_SHELL_PASSPHRASE; never a flag value).",
+        valueName: "file"))
+    var passphraseFile: String?
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
@@ -48,21 +67,38 @@ extension Backup {
       guard (lockTimeout ?? 0) >= 0 else {
         throw ValidationError("--lock-timeout must be zero or more seconds")
       }
+      if !encrypt && (!recipients.isEmpty || !recipientsFile.isEmpty || passphraseFile != nil) {
+        throw ValidationError("--recipient, --recipients-file and --passphrase-file need --encrypt")
+      }
+    }
+
+    /// The recipients, or a passphrase when no key is given.
+    func encryptionRequest() throws -> EncryptionRequest? {
+      guard encrypt else { return nil }
+      let keys = try SecretSource.recipients(recipients, files: recipientsFile)
+      let passphrase = keys.isEmpty ? try SecretSource.passphrase(file: passphraseFile) : nil
+      if !keys.isEmpty && passphraseFile != nil {
+        throw BackupError(.usage, "an age passphrase cannot be combined with --recipient keys")
+      }
+      return EncryptionRequest(
+        recipients: keys, passphrase: passphrase, workFactor: try SecretSource.workFactor())
     }
 
     func run() throws {
       let service = common.service(verbose: verbose)
       let progress = ProgressPrinter()
       if verbose { service.progress = progress }
+      let encryption = try encryptionRequest()
+      // a passphrase backup can be checked by --verify with the same passphrase
+      service.keys = DecryptionKeys(passphrase: encryption?.passphrase)
       // config-file defaults (ConfigSupport.swift)
       let d = try common.createDefaults(
         compression: compression, level: level, format: format, lockTimeout: lockTimeout)
       let summary = try service.create(
         .init(
           database: try common.resolveDatabase(database), name: name, compression: d.compression,
-          level: d.level,
-          format: d.format, tables: try parseTableList(tables), verify: verify,
-          lockTimeoutSeconds: d.lockTimeoutSeconds))
+          level: d.level, format: d.format, tables: try parseTableList(tables), verify: verify,
+          lockTimeoutSeconds: d.lockTimeoutSeconds, encryption: encryption))
       if common.json {
         print(try Render.json(summary))
       } else {

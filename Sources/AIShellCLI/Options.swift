@@ -45,3 +45,22 @@ func parseTableList(_ value: String?) throws -> [String]? {
 }
 
 func isTerminal(_ fd: Int32) -> Bool { isatty(fd) != 0 }
+
+/// Keys for reading encrypted backups (restore, verify, status --verify).
+struct DecryptOptions: ParsableArguments {
+  @Option(
+    name: .customLong("identity"),
+    help: ArgumentHelp("An age identity file (age-keygen format); repeatable.", valueName: "file"))
+  var identityFiles: [String] = []
+
+  @Option(
+    help: ArgumentHelp(
+      "Read the age passphrase from this file (else from $AI_SHELL_PASSPHRASE; never a flag value).",
+      valueName: "file"))
+  var passphraseFile: String?
+
+  func keys() throws -> DecryptionKeys {
+    DecryptionKeys(
+      identityFiles: identityFiles, passphrase: try SecretSource.passphrase(file: passphraseFile))
+  }
+}

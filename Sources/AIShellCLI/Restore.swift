@@ -42,12 +42,15 @@ extension Backup {
     @Flag(help: "Show progress and log lines on stderr.")
     var verbose = false
 
+    @OptionGroup var decrypt: DecryptOptions
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws { _ = try parseTableList(tables) }
 
     func run() throws {
       let service = common.service(verbose: verbose)
+      service.keys = try decrypt.keys()
       let progress = ProgressPrinter()
       if verbose { service.progress = progress }
       let outcome = try service.restore(

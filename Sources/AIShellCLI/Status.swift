@@ -14,6 +14,8 @@ extension Backup {
     @Flag(help: "Also check the file's and every part's SHA-256 (as verify --deep).")
     var verify = false
 
+    @OptionGroup var decrypt: DecryptOptions
+
     @OptionGroup var common: CommonOptions
 
     struct Output: Encodable {
@@ -24,6 +26,7 @@ extension Backup {
 
     func run() throws {
       let service = common.service()
+      service.keys = try decrypt.keys()
       let summary = try service.status(id)
       let integrity = verify ? try service.verify(summary.id, deep: true, test: false) : nil
       if common.json {
@@ -48,6 +51,10 @@ extension Backup {
           ("Size", "\(Render.bytes(summary.sizeBytes)) stored, \(Render.bytes(summary.rawSizeBytes)) raw"),
           ("Ratio", summary.compressionRatio.map { String(format: "%.2fx", $0) } ?? "-"),
           ("SHA-256", summary.sha256 ?? "-"),
+          (
+            "Encryption",
+            summary.recipients.map { "age, readable by \($0.joined(separator: ", "))" } ?? "none"
+          ),
         ]
         if let integrity {
           lines.append(

@@ -22,10 +22,13 @@ extension Backup {
     @Flag(help: "Show progress on stderr.")
     var verbose = false
 
+    @OptionGroup var decrypt: DecryptOptions
+
     @OptionGroup var common: CommonOptions
 
     func run() throws {
       let service = common.service(verbose: verbose)
+      service.keys = try decrypt.keys()
       let progress = ProgressPrinter()
       if verbose { service.progress = progress }
       let report = try service.verify(id, deep: deep || test, test: test)

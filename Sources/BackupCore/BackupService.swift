@@ -11,7 +11,12 @@ public final class BackupService {
   public let store: LocalStore
   public let catalog: Catalog
   public var logger: Logger
+  /// PostgreSQL only: the server (URL, password allowed) `verify --test` makes its scratch
+  /// database on; nil uses the backup's recorded location (password from PGPASSWORD/~/.pgpass).
+  public var testRestoreServer: String?
   public weak var progress: ProgressObserver?
+  /// Identities and passphrase for reading encrypted backups.
+  public var keys = DecryptionKeys()
 
   public init(backupDirectory: String, logger: Logger = Logger(label: "ai-shell")) {
     store = LocalStore(directory: backupDirectory)
@@ -30,11 +35,14 @@ public final class BackupService {
     public var tables: [String]?
     public var verify: Bool
     public var lockTimeoutSeconds: Double
+    /// Encrypt the file with age to these recipients (nil: no encryption).
+    public var encryption: EncryptionRequest?
     public init(
       database: String, name: String? = nil, compression: CompressionAlgorithm = .zstd, level: Int? = nil,
       format: DumpFormat = .sql, tables: [String]? = nil, verify: Bool = false,
-      lockTimeoutSeconds: Double = 10
+      lockTimeoutSeconds: Double = 10, encryption: EncryptionRequest? = nil
     ) {
+      self.encryption = encryption
       self.database = database
       self.name = name
       self.compression = compression
@@ -48,6 +56,8 @@ public final class BackupService {
 
   public func create(_ options: CreateOptions) throws -> BackupSummary {
     let started = Date()
+    // fail closed before any work: an encrypted backup with no usable recipient never starts
+    let recipients = try options.encryption?.ageRecipients()
     let locator = try DatabaseLocator(options.database)
     let engine = locator.engine()
     // connect and check the request before anything is written
@@ -66,11 +76,17 @@ public final class BackupService {
     for id in removed { logger.info("removed unfinished backup \(id)") }
 
     let id = BackupID.make(at: started)
-    let fileName = id + options.format.fileExtension + options.compression.fileExtension
+    let fileName =
+      id + options.format.fileExtension + options.compression.fileExtension
+      + (recipients != nil ? ".age" : "")
     let output = try store.create(fileName)
     logger.info("backing up \(locator.location) to \(output.path)")
     do {
-      let writer = try BackupFileWriter(output: output, algorithm: options.compression, level: options.level)
+      // file <- SHA-256 of the stored bytes <- age (when asked) <- members
+      let hashing = HashingOutput(output)
+      let encrypting = try recipients.map { try AgeEncryptingOutput(output: hashing, recipients: $0) }
+      let writer = try BackupFileWriter(
+        output: encrypting ?? hashing, algorithm: options.compression, level: options.level)
       let progress = self.progress
       // progress through the source when the engine reports it (against the database size),
       // else the bytes produced so far
@@ -87,6 +103,7 @@ public final class BackupService {
           createdAt: started),
         to: writer)
       let layout = try writer.finish()
+      try encrypting?.finish()
       try output.close(sync: true)
       progress?.end()
       let manifest = Manifest(
@@ -97,11 +114,20 @@ public final class BackupService {
         format: options.format,
         compression: .init(
           algorithm: options.compression, level: writer.level, memberSizeBytes: writer.memberSize),
-        file: .init(name: fileName, sizeBytes: layout.sizeBytes, sha256: layout.sha256),
-        rawSizeBytes: layout.rawSizeBytes, parts: layout.parts, objects: dumped.objects)
+        file: .init(name: fileName, sizeBytes: hashing.bytesWritten, sha256: hashing.finalizeHex()),
+        rawSizeBytes: layout.rawSizeBytes, parts: layout.parts, objects: dumped.objects,
+        encryption: options.encryption.map {
+          .init(recipients: $0.manifestRecipients, payloadSizeBytes: layout.sizeBytes)
+        })
       try manifest.validate()
       if options.verify {
-        let report = try verifyFile(manifest, deep: true)
+        // an encrypted backup can be decoded only with a key: without one, re-hash the file
+        var report = try verifyFile(manifest, deep: manifest.encryption == nil || !keys.isEmpty)
+        if manifest.encryption != nil && keys.isEmpty {
+          let hash = try sha256OfFile(try store.openForReading(fileName))
+          report.checks.append(
+            .init(name: "file sha256", ok: hash == manifest.file.sha256, detail: "re-read after writing"))
+        }
         guard report.ok else {
           let failed = report.checks.first { !$0.ok }!
           throw BackupError(.corrupt, "the written backup failed verification: \(failed.detail)")
@@ -143,6 +169,28 @@ public final class BackupService {
       directory: store.directory)
   }
 
+  // MARK: reading stored files
+
+  /// The stored file and the byte stream its parts lie in (the decrypted payload of an
+  /// encrypted backup, else the file itself), with a count of the file bytes read.
+  func openPayload(_ m: Manifest) throws -> (payload: RandomAccessInput, file: CountingInput) {
+    let file = CountingInput(try store.openForReading(m.file.name))
+    guard m.encryption != nil else { return (file, file) }
+    guard !keys.isEmpty else {
+      throw BackupError(
+        .usage, "backup \(m.id) is encrypted (age, to \(m.encryption!.recipients.count) recipient(s))",
+        hint: "give --identity FILE, or the passphrase in AI_SHELL_PASSPHRASE / --passphrase-file")
+    }
+    let payload = try AgeDecryptingInput(input: file, identities: try keys.identities(), armored: false)
+    guard payload.size == m.payloadSizeBytes else {
+      throw BackupError(
+        .corrupt,
+        "backup \(m.id): the encrypted payload has \(payload.size) bytes, the manifest records \(m.payloadSizeBytes)"
+      )
+    }
+    return (payload, file)
+  }
+
   // MARK: verify
 
   /// Level 1: the manifest is sane and the file exists with the recorded size. With `deep`, the
@@ -178,7 +226,7 @@ public final class BackupService {
     guard deep else { return VerifyReport(id: m.id, checks: checks) }
 
     let input = try store.openForReading(m.file.name)
-    progress?.begin("verify", totalBytes: 2 * m.file.sizeBytes)
+    progress?.begin("verify", totalBytes: m.file.sizeBytes + m.payloadSizeBytes)
     var done: Int64 = 0
     let tick: (Int) -> Void = { [progress] n in
       done += Int64(n)
@@ -190,12 +238,23 @@ public final class BackupService {
         name: "file sha256", ok: fileHash == m.file.sha256,
         detail: fileHash == m.file.sha256 ? fileHash : "is \(fileHash), the manifest records \(m.file.sha256)"
       ))
+    let payload: RandomAccessInput
+    do {
+      payload = try openPayload(m).payload
+    } catch let e as BackupError where e.status == .corrupt {
+      progress?.end()
+      checks.append(.init(name: "encryption", ok: false, detail: e.description))
+      return VerifyReport(id: m.id, checks: checks)
+    }
+    if m.encryption != nil {
+      checks.append(.init(name: "encryption", ok: true, detail: "age header opens with the given identity"))
+    }
     var partsOK = 0
     for part in m.parts {
       let label = partLabel(part)
       do {
         let reader = try PartReader(
-          input: input, part: part, algorithm: m.compression.algorithm, label: label)
+          input: payload, part: part, algorithm: m.compression.algorithm, label: label)
         reader.onStoredBytes = tick
         try reader.drain()
         partsOK += 1
@@ -212,16 +271,34 @@ public final class BackupService {
   }
 
   private func testRestore(_ m: Manifest) throws -> [VerifyReport.Check] {
-    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(
-      "ai-shell-verify-\(m.id)-\(UUID().uuidString.prefix(8))")
+    // an encrypted backup's plaintext never goes to disk: its scratch copy lives in memory (tmpfs)
+    let base: URL
+    if m.encryption != nil {
+      guard FileManager.default.isWritableFile(atPath: "/dev/shm") else {
+        throw BackupError(
+          .refused, "verify --test of an encrypted backup needs /dev/shm (memory) for its scratch copy",
+          hint: "run verify --deep instead, or restore into a database of your choice")
+      }
+      base = URL(fileURLWithPath: "/dev/shm")
+    } else {
+      base = FileManager.default.temporaryDirectory
+    }
+    let scratch = base.appendingPathComponent("ai-shell-verify-\(m.id)-\(UUID().uuidString.prefix(8))")
     try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: scratch) }
     let engine: BackupEngine
     switch m.database.engine {
     case .sqlite: engine = SQLiteEngine(path: scratch.appendingPathComponent("scratch.db").path)
+    case .postgres:
+      // a scratch database on the backup's server (password from PGPASSWORD or ~/.pgpass)
+      let name = "ai_shell_verify_\(UUID().uuidString.prefix(8).lowercased())"
+      let pg = PostgresEngine(
+        url: try PostgresEngine.url(testRestoreServer ?? m.database.location, replacingDatabase: name))
+      engine = pg
     }
+    defer { if let pg = engine as? PostgresEngine { try? pg.dropDatabase() } }
     let (request, indices) = restoreRequest(m, tables: nil, dropExisting: false, continueOnError: false)
-    let input = try store.openForReading(m.file.name)
+    let input = try openPayload(m).payload
     _ = try engine.restore(
       request, parts: Opener(manifest: m, input: input, indices: indices, labeler: partLabel))
     let tables = m.tableParts.compactMap(\.table)
@@ -283,7 +360,9 @@ public final class BackupService {
     public var statementsExecuted: Int
     public var statementsFailed: Int
     public var errors: [String]
+    /// Bytes of the stored file read by the restore itself (less than the file for --tables).
     public var bytesRead: Int64
+    public var fileSizeBytes: Int64
     public var durationSeconds: Double
   }
 
@@ -319,9 +398,10 @@ public final class BackupService {
     var (request, indices) = restoreRequest(
       m, tables: selected, dropExisting: options.dropExisting, continueOnError: options.continueOnError)
     request.lockTimeoutSeconds = options.lockTimeoutSeconds
-    let input = try store.openForReading(m.file.name)
+    // opening the payload checks the identity before anything is written
+    let (input, fileInput) = try openPayload(m)
     if options.verify {
-      let fileHash = try sha256OfFile(input)
+      let fileHash = try sha256OfFile(try store.openForReading(m.file.name))
       guard fileHash == m.file.sha256 else {
         throw BackupError(
           .corrupt, "backup file \(m.file.name) fails its SHA-256 check", hint: "nothing was restored")
@@ -345,19 +425,21 @@ public final class BackupService {
         notes: notes + [
           "would read \(selectedParts.reduce(0) { $0 + $1.storedLength }) of \(m.file.sizeBytes) bytes"
         ],
-        statementsExecuted: 0, statementsFailed: 0, errors: [], bytesRead: 0,
+        statementsExecuted: 0, statementsFailed: 0, errors: [], bytesRead: 0, fileSizeBytes: m.file.sizeBytes,
         durationSeconds: Date().timeIntervalSince(started))
     }
     let opener = Opener(manifest: m, input: input, indices: indices, labeler: partLabel)
     let total = selectedParts.reduce(0) { $0 + $1.storedLength }
     progress?.begin("restore", totalBytes: total)
     opener.progress = progress
+    let before = fileInput.bytesRead
     let report = try engine.restore(request, parts: opener)
     progress?.end()
     return RestoreOutcome(
       id: m.id, target: locator.location, dryRun: false, tables: report.tables, notes: report.notes,
       statementsExecuted: report.statementsExecuted, statementsFailed: report.statementsFailed,
-      errors: report.errors, bytesRead: opener.bytesRead, durationSeconds: Date().timeIntervalSince(started))
+      errors: report.errors, bytesRead: fileInput.bytesRead - before, fileSizeBytes: m.file.sizeBytes,
+      durationSeconds: Date().timeIntervalSince(started))
   }
 
   /// The parts a restore reads, in file order: every non-table part and the chosen tables.

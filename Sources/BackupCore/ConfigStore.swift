@@ -350,8 +350,22 @@ public struct ResolvedDatabase: Sendable {
   /// What `DatabaseLocator` accepts: the SQLite path, or the URL for other engines.
   public var locatorText: String { parsed.engine == "sqlite" ? parsed.database : url }
 
+  /// Hands a password from the connection's password file to the engine's client library the
+  /// way it reads one (`PGPASSWORD`, `MYSQL_PWD`), unless the environment already sets it.
+  public func exportPassword() {
+    guard let password, parsed.password == nil else { return }
+    let variable: String
+    switch parsed.engine {
+    case "postgres": variable = "PGPASSWORD"
+    case "mysql", "mariadb": variable = "MYSQL_PWD"
+    default: return
+    }
+    if ProcessInfo.processInfo.environment[variable] == nil { setenv(variable, password, 1) }
+  }
+
   /// Connects through the engine (`DatabaseLocator` refuses engines this version lacks).
   public func probe() throws -> Probe {
+    exportPassword()
     let locator = try DatabaseLocator(locatorText)
     let p = try locator.engine().probe()
     return Probe(

@@ -59,6 +59,11 @@ extension BackupService {
     }
     let recompress =
       options.compression.map { $0 != m.compression.algorithm || options.level != nil } ?? false
+    if recompress && m.encryption != nil {
+      throw BackupError(
+        .usage, "backup \(m.id) is encrypted; --compress cannot re-encode it",
+        hint: "export it as it is (without --compress)")
+    }
     let algorithm = options.compression ?? m.compression.algorithm
     let defaultName =
       recompress
@@ -90,7 +95,8 @@ extension BackupService {
     do {
       let input = try store.openForReading(m.file.name)
       if recompress {
-        let writer = try BackupFileWriter(output: out, algorithm: algorithm, level: options.level)
+        let hashing = HashingOutput(out)
+        let writer = try BackupFileWriter(output: hashing, algorithm: algorithm, level: options.level)
         var buffer = [UInt8](repeating: 0, count: 256 * 1024)
         for part in m.parts {
           let reader = try PartReader(
@@ -112,7 +118,7 @@ extension BackupService {
           algorithm: algorithm, level: writer.level, memberSizeBytes: writer.memberSize)
         copy.parts = layout.parts
         copy.rawSizeBytes = layout.rawSizeBytes
-        copy.file = .init(name: fileName, sizeBytes: layout.sizeBytes, sha256: layout.sha256)
+        copy.file = .init(name: fileName, sizeBytes: hashing.bytesWritten, sha256: hashing.finalizeHex())
       } else {
         let sha = try copyFile(input, to: out)
         guard sha == m.file.sha256 else {
@@ -350,7 +356,7 @@ extension BackupService {
     if head.starts(with: Array("PGDMP".utf8)) || text.contains("-- PostgreSQL database dump") {
       throw BackupError(
         .usage, "\(source) is a PostgreSQL dump (pg_dump)",
-        hint: "importing PostgreSQL dumps needs the postgres engine, not available in this version")
+        hint: "importing PostgreSQL dumps is not available in this version (back up the database itself)")
     }
     if text.contains("-- MySQL dump") || text.contains("-- MariaDB dump") || text.contains("/*!40101 SET") {
       throw BackupError(
@@ -379,7 +385,8 @@ extension BackupService {
     let fileName = id + DumpFormat.sql.fileExtension + algorithm.fileExtension
     let output = try store.create(fileName)
     do {
-      let writer = try BackupFileWriter(output: output, algorithm: algorithm, level: options.level)
+      let hashing = HashingOutput(output)
+      let writer = try BackupFileWriter(output: hashing, algorithm: algorithm, level: options.level)
       let result = try SQLitePlainDump.convert(
         open: { try DecodingFileSource(path: source, compression: compression) }, to: writer)
       let layout = try writer.finish()
@@ -392,7 +399,7 @@ extension BackupService {
           engine: .sqlite, location: location, serverVersion: "unknown (sqlite3 .dump)", sizeBytes: nil),
         format: .sql,
         compression: .init(algorithm: algorithm, level: writer.level, memberSizeBytes: writer.memberSize),
-        file: .init(name: fileName, sizeBytes: layout.sizeBytes, sha256: layout.sha256),
+        file: .init(name: fileName, sizeBytes: hashing.bytesWritten, sha256: hashing.finalizeHex()),
         rawSizeBytes: layout.rawSizeBytes, parts: layout.parts, objects: result.objects)
       try manifest.validate()
       try store.writeAtomically(Catalog.manifestName(id), try manifest.encoded())

@@ -31,8 +31,12 @@ public enum BackupDirectory {
 /// `sqlite:///abs/path.db` URL; other engines arrive with their own issues.
 public struct DatabaseLocator: Sendable {
   public var engineKind: EngineKind
-  /// Canonical form recorded in manifests (an absolute path for SQLite).
+  /// Canonical form recorded in manifests (an absolute path for SQLite; for PostgreSQL the URL
+  /// without its password).
   public var location: String
+  /// What the engine connects with (PostgreSQL: the URL as given, password included). Never
+  /// recorded or printed.
+  var connectionString: String?
 
   public init(_ text: String) throws {
     let trimmed = text.trimmingCharacters(in: .whitespaces)
@@ -51,10 +55,14 @@ public struct DatabaseLocator: Sendable {
         let path = rest.split(separator: "?", maxSplits: 1).first.map(String.init) ?? rest
         engineKind = .sqlite
         location = BackupDirectory.absolute(path.removingPercentEncoding ?? path)
-      case "postgres", "postgresql", "mysql", "mariadb", "mongodb", "mongodb+srv":
+      case "postgres", "postgresql":
+        engineKind = .postgres
+        connectionString = trimmed
+        location = PostgresEngine.redact(trimmed)
+      case "mysql", "mariadb", "mongodb", "mongodb+srv":
         throw BackupError(
           .usage, "the \(scheme) engine is not available in this version of ai-shell",
-          hint: "only SQLite databases can be backed up so far")
+          hint: "only SQLite and PostgreSQL databases can be backed up so far")
       default:
         throw BackupError(.usage, "unknown database URL scheme \"\(scheme)\"", hint: "use a SQLite file path")
       }
@@ -67,6 +75,7 @@ public struct DatabaseLocator: Sendable {
   public func engine() -> BackupEngine {
     switch engineKind {
     case .sqlite: return SQLiteEngine(path: location)
+    case .postgres: return PostgresEngine(url: connectionString ?? location)
     }
   }
 }

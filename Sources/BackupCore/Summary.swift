@@ -26,6 +26,9 @@ public struct BackupSummary: Codable, Sendable {
   public var tables: [Table]
   public var createdAt: Date?
   public var durationSeconds: Double?
+  public var encrypted: Bool?
+  /// For encrypted backups: the age recipients (public keys, or "scrypt").
+  public var recipients: [String]?
 
   init(entry: CatalogEntry, directory: String) {
     id = entry.id
@@ -50,6 +53,8 @@ public struct BackupSummary: Codable, Sendable {
     }
     createdAt = m.createdAt
     durationSeconds = m.durationSeconds
+    encrypted = m.encryption != nil
+    recipients = m.encryption?.recipients
   }
 
   /// Raw size divided by stored size (how many times smaller the file is).

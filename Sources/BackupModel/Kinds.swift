@@ -40,6 +40,7 @@ public enum DumpFormat: String, Codable, CaseIterable, Sendable {
 /// The database engines the tool knows.
 public enum EngineKind: String, Codable, CaseIterable, Sendable {
   case sqlite
+  case postgres
 }
 
 /// The role of a part inside a backup file.

@@ -3,8 +3,9 @@ import Foundation
 /// `<id>.manifest.json`: the description of one complete backup (docs/FORMAT.md). Written
 /// last and atomically; a backup file without one is unfinished.
 public struct Manifest: Codable, Sendable, Equatable {
-  /// Bumped on any change a reader of an older version could misread.
-  public static let currentFormatVersion = 1
+  /// Bumped on any change a reader of an older version could misread. Version 2 adds
+  /// `encryption`; unencrypted backups are still written as version 1.
+  public static let currentFormatVersion = 2
 
   public var formatVersion: Int
   public var tool: String
@@ -22,13 +23,17 @@ public struct Manifest: Codable, Sendable, Equatable {
   /// Every schema object in the backup, in creation order (for planning a restore before
   /// reading any data: conflicts, `--drop-existing`, `--tables`).
   public var objects: [SchemaObject]
+  /// Set when the stored file is an age file; part offsets then refer to its decrypted payload.
+  public var encryption: EncryptionInfo?
 
   public init(
     id: String, name: String?, createdAt: Date, durationSeconds: Double, database: DatabaseInfo,
     format: DumpFormat, compression: CompressionInfo, file: FileInfo, rawSizeBytes: Int64,
-    parts: [Part], objects: [SchemaObject], tool: String = ToolInfo.versionString
+    parts: [Part], objects: [SchemaObject], encryption: EncryptionInfo? = nil,
+    tool: String = ToolInfo.versionString
   ) {
-    self.formatVersion = Manifest.currentFormatVersion
+    self.formatVersion = encryption == nil ? 1 : 2
+    self.encryption = encryption
     self.tool = tool
     self.id = id
     self.name = name
@@ -68,6 +73,23 @@ public struct Manifest: Codable, Sendable, Equatable {
       self.memberSizeBytes = memberSizeBytes
     }
   }
+
+  public struct EncryptionInfo: Codable, Sendable, Equatable {
+    /// "age" (age-encryption.org/v1).
+    public var scheme: String
+    /// Who can read the backup: X25519 recipients ("age1..."), or "scrypt" for a passphrase.
+    public var recipients: [String]
+    /// Size of the decrypted payload (the compressed stream the parts lie in).
+    public var payloadSizeBytes: Int64
+    public init(scheme: String = "age", recipients: [String], payloadSizeBytes: Int64) {
+      self.scheme = scheme
+      self.recipients = recipients
+      self.payloadSizeBytes = payloadSizeBytes
+    }
+  }
+
+  /// The size of the byte stream the parts lie in: the file, or its decrypted payload.
+  public var payloadSizeBytes: Int64 { encryption?.payloadSizeBytes ?? file.sizeBytes }
 
   public struct FileInfo: Codable, Sendable, Equatable {
     /// The file name inside the backup directory (never a path).
@@ -166,7 +188,13 @@ public struct Manifest: Codable, Sendable, Equatable {
       if p.kind == .table && p.table == nil { throw bad("table part \(i) has no table name") }
       expected = p.storedOffset + p.storedLength
     }
-    guard expected == file.sizeBytes else { throw bad("parts cover \(expected) of \(file.sizeBytes) bytes") }
+    guard expected == payloadSizeBytes else {
+      throw bad("parts cover \(expected) of \(payloadSizeBytes) bytes")
+    }
+    if let e = encryption {
+      guard e.scheme == "age", !e.recipients.isEmpty else { throw bad("encryption \(e.scheme)") }
+      guard formatVersion >= 2 else { throw bad("encryption needs format version 2") }
+    }
     guard file.sha256.count == 64 else { throw bad("file sha256") }
   }
 

@@ -13,11 +13,9 @@ public final class BackupFileWriter: PartSink {
   private let output: ByteOutput
   private let pool: CompressionPool?
   private var member: [UInt8] = []
-  /// SHA-256 of the raw parts and of the stored file run on their own threads, in order, so
-  /// the engine's thread only formats rows.
+  /// The SHA-256 of the raw parts runs on its own thread, in order, so the engine's thread only
+  /// formats rows. (The stored file's hash is `HashingOutput`'s, below any encryption.)
   private let partHashing = HashLane(label: "ai-shell.hash.parts")
-  private let fileHashing = HashLane(label: "ai-shell.hash.file")
-  private let fileDigest = DigestBox()
   private var partDigests: [DigestBox] = []
   private var storedBytes: Int64 = 0
   private var rawBytes: Int64 = 0
@@ -99,7 +97,6 @@ public final class BackupFileWriter: PartSink {
     let rawLength = Int64(raw.count)
     let record: ([UInt8]) throws -> Void = { [self] stored in
       try stored.withUnsafeBytes { try output.write($0) }
-      fileHashing.update(fileDigest, with: stored)
       parts[partIndex].members.append(
         Manifest.Member(
           rawOffset: rawOffset, rawLength: rawLength, storedOffset: storedBytes,
@@ -116,8 +113,8 @@ public final class BackupFileWriter: PartSink {
 
   public struct Result: Sendable {
     public var parts: [Manifest.Part]
+    /// Bytes handed to the output (the compressed stream).
     public var sizeBytes: Int64
-    public var sha256: String
     public var rawSizeBytes: Int64
   }
 
@@ -126,7 +123,6 @@ public final class BackupFileWriter: PartSink {
     precondition(current == nil, "finish with a part open")
     try pool?.drainAll()
     partHashing.wait()
-    fileHashing.wait()
     var offset: Int64 = 0
     for i in parts.indices {
       parts[i].sha256 = partDigests[i].finalizeHex()
@@ -134,8 +130,7 @@ public final class BackupFileWriter: PartSink {
       parts[i].storedLength = parts[i].members.reduce(0) { $0 + $1.storedLength }
       offset += parts[i].storedLength
     }
-    return Result(
-      parts: parts, sizeBytes: storedBytes, sha256: fileDigest.finalizeHex(), rawSizeBytes: rawBytes)
+    return Result(parts: parts, sizeBytes: storedBytes, rawSizeBytes: rawBytes)
   }
 }
 

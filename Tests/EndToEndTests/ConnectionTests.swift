@@ -58,7 +58,7 @@ import Testing
     #expect(try cli.run(["connection", "add", "gone", missing, "--test"]).status == 2)
     #expect(!(try cli.run(["connection", "list"]).stdout.contains("gone")))
 
-    for url in ["postgres://u@localhost/db", "mysql://u@localhost/db", "mongodb://localhost/db"] {
+    for url in ["mariadb://u@localhost/db", "mysql://u@localhost/db", "mongodb://localhost/db"] {
       let add = try cli.run(["connection", "add", "x\(url.prefix(5))", url])
       #expect(add.status == 0, "\(add.stderr)")
       let test = try cli.run(["connection", "test", "x\(url.prefix(5))"])
@@ -75,7 +75,7 @@ import Testing
     let cli = AIShellRunner()
     let secret = "Tr0ub4dor-and-3"
     let add = try cli.run([
-      "connection", "add", "prod", "postgres://admin:\(secret)@db.example.com:5432/shop?sslmode=require",
+      "connection", "add", "prod", "mysql://admin:\(secret)@db.example.com:3306/shop?ssl-mode=REQUIRED",
     ])
     #expect(add.status == 0, "\(add.stderr)")
     #expect(!add.stdout.contains(secret) && !add.stderr.contains(secret))

@@ -1,0 +1,60 @@
+import BackupModel
+import Foundation
+
+/// The PostgreSQL engine over libpq (and pg_dump for the schema). `url` is a libpq connection
+/// URL or keyword string; the password comes from it, PGPASSWORD or ~/.pgpass (libpq's rules),
+/// is handed to pg_dump only through its environment, and never appears in messages.
+public struct PostgresEngine: BackupEngine {
+  public let url: String
+
+  public init(url: String) {
+    self.url = url
+  }
+
+  public var kind: EngineKind { .postgres }
+
+  /// The URL or conninfo with any password removed (for manifests and messages).
+  public static func redact(_ url: String) -> String { ConnInfo.redact(url) }
+
+  /// The same connection string pointed at another database on the same server.
+  public static func url(_ url: String, replacingDatabase name: String) throws -> String {
+    var info = try ConnInfo(url)
+    info.options["dbname"] = name
+    return info.keywordString(includePassword: true)
+  }
+
+  /// The database this engine connects to.
+  public var databaseName: String {
+    get throws { try ConnInfo(url).databaseName }
+  }
+
+  public func probe() throws -> DatabaseProbe {
+    let db = try connect()
+    let version = ((try db.query("SHOW server_version").first?.first) ?? nil) ?? "?"
+    let size = (try db.query("SELECT pg_catalog.pg_database_size(current_database())").first?.first ?? nil)
+      .flatMap { Int64($0) }
+    let tables = try db.userTables().map(\.name)
+    return DatabaseProbe(engine: .postgres, serverVersion: version, sizeBytes: size, tables: tables)
+  }
+
+  public func dump(options: DumpOptions, to sink: PartSink) throws -> DumpResult {
+    try dumpImpl(options: options, to: sink)
+  }
+
+  public func checkRestore(_ request: RestoreRequest) throws -> [String] {
+    try checkRestoreImpl(request)
+  }
+
+  public func restore(_ request: RestoreRequest, parts: PartOpener) throws -> RestoreReport {
+    try restoreImpl(request, parts: parts)
+  }
+
+  public func tableStats(_ tables: [String]) throws -> [String: TableStats] {
+    try tableStatsImpl(tables)
+  }
+
+  /// Drops this engine's database (used for `verify --test` scratch databases).
+  public func dropDatabase() throws {
+    try dropDatabase(try ConnInfo(url).databaseName)
+  }
+}

@@ -1,0 +1,172 @@
+import Foundation
+import TestSupport
+import Testing
+
+@Suite struct EncryptionTests {
+  /// A key pair made by our keygen.
+  func keygen(_ cli: AIShellRunner) throws -> (identity: String, recipient: String) {
+    let file = cli.work.file("key.txt")
+    let r = try cli.run(["backup", "keygen", "-o", file])
+    #expect(r.status == 0, "\(r.stderr)")
+    return (file, r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+  }
+
+  @Test func keygenWritesAnAgeIdentityOnlyItsOwnerCanRead() throws {
+    let cli = AIShellRunner()
+    let (file, recipient) = try keygen(cli)
+    #expect(recipient.hasPrefix("age1"))
+    let mode = try #require(try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int)
+    #expect(mode & 0o777 == 0o600)
+    #expect(
+      try shell("age-keygen -y '\(file)'").stdout.trimmingCharacters(in: .whitespacesAndNewlines) == recipient
+    )
+    #expect(try cli.run(["backup", "keygen", "-o", file]).status == 9, "never overwrites without --force")
+  }
+
+  @Test func encryptedBackupDecryptsWithTheAgeCLIAndRestoresWithTheTool() throws {
+    let cli = AIShellRunner()
+    let db = cli.work.file("s.db")
+    try makeSQLite(db, sampleSQL)
+    let (identity, recipient) = try keygen(cli)
+    let r = try cli.run(["backup", "create", "-d", db, "--encrypt", "--recipient", recipient, "--json"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let obj = try #require(r.json as? [String: Any])
+    let file = try #require(obj["file"] as? String)
+    let id = try #require(obj["id"] as? String)
+    #expect(file.hasSuffix(".sql.zst.age"))
+    #expect(obj["encrypted"] as? Bool == true)
+    #expect(obj["recipients"] as? [String] == [recipient])
+
+    // the standard tools alone restore it
+    let viaCLI = cli.work.file("via-age.db")
+    let piped = try shell("age -d -i '\(identity)' '\(file)' | zstd -dc | sqlite3 '\(viaCLI)'")
+    #expect(piped.status == 0, "\(piped.stderr)")
+    #expect(try snapshot(viaCLI) == snapshot(db))
+
+    // the tool needs the identity
+    let noKey = try cli.run(["backup", "restore", id, "-d", cli.work.file("x.db")])
+    #expect(noKey.status == 64)
+    #expect(noKey.stderr.contains("--identity"))
+    let restored = cli.work.file("restored.db")
+    let ok = try cli.run(["backup", "restore", id, "-d", restored, "--identity", identity])
+    #expect(ok.status == 0, "\(ok.stderr)")
+    #expect(try snapshot(restored) == snapshot(db))
+    let verify = try cli.run(["backup", "verify", id, "--deep", "--identity", identity])
+    #expect(verify.status == 0, "\(verify.stdout)")
+    let status = try cli.run(["backup", "status", id, "--verify", "--identity", identity])
+    #expect(status.stdout.contains("Integrity   ok"))
+    #expect(status.stdout.contains(recipient))
+
+    // a wrong identity writes nothing
+    let other = cli.work.file("other.txt")
+    _ = try cli.run(["backup", "keygen", "-o", other])
+    let wrong = try cli.run(["backup", "restore", id, "-d", cli.work.file("wrong.db"), "--identity", other])
+    #expect(wrong.status == 9, "\(wrong.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: cli.work.file("wrong.db")))
+    #expect(!wrong.stderr.contains("AGE-SECRET-KEY"))
+  }
+
+  @Test func encryptWithoutARecipientFailsBeforeAnyWork() throws {
+    let cli = AIShellRunner()
+    let db = cli.work.file("s.db")
+    try makeSQLite(db, "CREATE TABLE t(x);")
+    let r = try cli.run(["backup", "create", "-d", db, "--encrypt"])
+    #expect(r.status == 64)
+    #expect(r.stderr.contains("--encrypt needs a recipient"))
+    #expect(cli.backupFiles().isEmpty)
+    let stray = try cli.run(["backup", "create", "-d", db, "--recipient", "age1x"])
+    #expect(stray.status == 64, "a recipient without --encrypt would silently not encrypt")
+    let bad = try cli.run(["backup", "create", "-d", db, "--encrypt", "--recipient", "age1notakey"])
+    #expect(bad.status == 64)
+    #expect(cli.backupFiles().isEmpty)
+  }
+
+  @Test func passphraseBackupsRoundTrip() throws {
+    let cli = AIShellRunner()
+    let db = cli.work.file("s.db")
+    try makeSQLite(db, sampleSQL)
+    let env = ["AI_SHELL_PASSPHRASE": "correct horse battery staple", "AI_SHELL_SCRYPT_WORK_FACTOR": "10"]
+    let r = try cli.run(["backup", "create", "-d", db, "--encrypt", "--format", "json"], environment: env)
+    #expect(r.status == 0, "\(r.stderr)")
+    let id = r.lastLine
+    let ok = try cli.run(["backup", "verify", id, "--test"], environment: env)
+    #expect(ok.status == 0, "\(ok.stdout) \(ok.stderr)")
+    let wrong = try cli.run(
+      ["backup", "restore", id, "-d", cli.work.file("w.db")], environment: ["AI_SHELL_PASSPHRASE": "nope"])
+    #expect(wrong.status == 9)
+    let passFile = cli.work.file("pass")
+    try "correct horse battery staple\n".write(toFile: passFile, atomically: true, encoding: .utf8)
+    let restored = cli.work.file("r.db")
+    let viaFile = try cli.run(["backup", "restore", id, "-d", restored, "--passphrase-file", passFile])
+    #expect(viaFile.status == 0, "\(viaFile.stderr)")
+    #expect(try snapshot(restored) == snapshot(db))
+  }
+
+  @Test func noPlaintextReachesTheDiskAndTheManifestHoldsNoData() throws {
+    let cli = AIShellRunner()
+    let source = TempDir("ai-shell-source")
+    let db = source.file("s.db")
+    let marker = "MARKER-\(UUID().uuidString)"
+    try makeSQLite(db, "CREATE TABLE secrets(v TEXT); INSERT INTO secrets VALUES ('\(marker)');")
+    let (identity, recipient) = try keygen(cli)
+    let tmp = cli.work.file("tmp")
+    try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+    let env = ["TMPDIR": tmp]
+    for format in ["sql", "json", "csv"] {
+      let id = try cli.run(
+        [
+          "backup", "create", "-d", db, "--encrypt", "--recipient", recipient, "--format", format, "--verify",
+        ],
+        environment: env
+      ).lastLine
+      let verify = try cli.run(["backup", "verify", id, "--test", "--identity", identity], environment: env)
+      #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
+    }
+    let found = try shell("grep -rl '\(marker)' '\(cli.backupDir)' '\(tmp)' || true")
+    #expect(found.stdout.isEmpty, "plaintext found in \(found.stdout)")
+  }
+
+  @Test func tamperingIsDetectedAndNothingIsApplied() throws {
+    let cli = AIShellRunner()
+    let db = cli.work.file("s.db")
+    try makeBigDatabase(db, rows: 5000)
+    let (identity, recipient) = try keygen(cli)
+    let r = try cli.run(["backup", "create", "-d", db, "--encrypt", "--recipient", recipient, "--json"])
+    let obj = try #require(r.json as? [String: Any])
+    let id = try #require(obj["id"] as? String)
+    let file = try #require(obj["file"] as? String)
+    let handle = try #require(FileHandle(forUpdatingAtPath: file))
+    let size = try handle.seekToEnd()
+    try handle.seek(toOffset: size / 2)
+    let byte = try #require(try handle.read(upToCount: 1))
+    try handle.seek(toOffset: size / 2)
+    try handle.write(contentsOf: Data([byte[0] ^ 0x01]))
+    try handle.close()
+    let verify = try cli.run(["backup", "verify", id, "--deep", "--identity", identity])
+    #expect(verify.status == 8)
+    let target = cli.work.file("t.db")
+    let restore = try cli.run(["backup", "restore", id, "-d", target, "--identity", identity])
+    #expect(restore.status == 4, "\(restore.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: target))
+  }
+
+  @Test func oneSmallTableOfALargeEncryptedBackupReadsLittleOfTheFile() throws {
+    let cli = AIShellRunner()
+    let db = cli.work.file("s.db")
+    try makeBigDatabase(db, rows: 60_000)
+    try makeSQLite(db, "CREATE TABLE small(x); INSERT INTO small VALUES (1), (2), (3);")
+    let (identity, recipient) = try keygen(cli)
+    let id = try cli.create(["-d", db, "--encrypt", "--recipient", recipient])
+    let r = try cli.run(
+      [
+        "backup", "restore", id, "-d", cli.work.file("small.db"), "--tables", "small", "--identity", identity,
+        "--json",
+      ])
+    #expect(r.status == 0, "\(r.stderr)")
+    let obj = try #require(r.json as? [String: Any])
+    let read = try #require(obj["bytesRead"] as? Int)
+    let size = try #require(obj["fileSizeBytes"] as? Int)
+    #expect(read > 0 && read * 20 < size, "read \(read) of \(size) bytes")
+    #expect(try sqlite3(cli.work.file("small.db"), "SELECT count(*) FROM small") == "3\n")
+  }
+}

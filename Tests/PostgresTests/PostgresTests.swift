@@ -1,0 +1,548 @@
+import BackupCore
+import BackupModel
+import Foundation
+import TestSupport
+import Testing
+
+@testable import BackupEngines
+
+// These tests need a real PostgreSQL server: scripts/test.sh starts one with
+// scripts/pg-test-server.sh and exports AI_SHELL_TEST_PG_URL (a superuser URL with a password).
+
+/// The test server's URL, or nil (the test then prints why it is skipped and returns).
+func serverURL(_ test: String = #function) -> String? {
+  guard let url = ProcessInfo.processInfo.environment["AI_SHELL_TEST_PG_URL"], !url.isEmpty else {
+    print("skipped: AI_SHELL_TEST_PG_URL not set (\(test))")
+    return nil
+  }
+  return url
+}
+
+/// The parts of the test URL, so that psql gets the password through PGPASSWORD, not argv.
+struct PGServer {
+  let url: String
+  let host: String
+  let port: String
+  let user: String
+  let password: String
+
+  init(_ url: String) {
+    self.url = url
+    let c = URLComponents(string: url)!
+    host = c.host ?? "127.0.0.1"
+    port = String(c.port ?? 5432)
+    user = c.user ?? "postgres"
+    password = c.password?.removingPercentEncoding ?? ""
+  }
+
+  func url(db: String, password pw: String? = nil) -> String {
+    "postgresql://\(user):\(pw ?? password)@\(host):\(port)/\(db)"
+  }
+
+  func connection(_ db: String) throws -> PGConnection {
+    try PGConnection(try ConnInfo(url(db: db)))
+  }
+
+  /// Runs psql (script on stdin) against a database; throws on any error.
+  @discardableResult
+  func psql(_ db: String, _ sql: String, bytes: [UInt8]? = nil) throws -> String {
+    let r = try runProcess(
+      "psql",
+      ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", port, "-U", user, "-d", db],
+      stdin: bytes.map { Data($0) } ?? Data(sql.utf8), environment: ["PGPASSWORD": password])
+    guard r.status == 0 else {
+      throw BackupError(.failure, "psql failed: \(String(decoding: r.stderr, as: UTF8.self))")
+    }
+    return String(decoding: r.stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+  }
+
+  /// A new empty database, dropped when the returned handle goes away.
+  func freshDatabase(_ label: String) throws -> ScratchDB {
+    let name = "t_\(label)_\(UUID().uuidString.prefix(8).lowercased())"
+    try psql("postgres", "CREATE DATABASE \(name)")
+    return ScratchDB(server: self, name: name)
+  }
+
+  /// A database name that does not exist yet (dropped at the end if a restore created it).
+  func unusedDatabase(_ label: String) -> ScratchDB {
+    ScratchDB(server: self, name: "t_\(label)_\(UUID().uuidString.prefix(8).lowercased())")
+  }
+}
+
+final class ScratchDB {
+  let server: PGServer
+  let name: String
+  init(server: PGServer, name: String) {
+    self.server = server
+    self.name = name
+  }
+  var url: String { server.url(db: name) }
+  var engine: PostgresEngine { PostgresEngine(url: url) }
+  @discardableResult func psql(_ sql: String) throws -> String { try server.psql(name, sql) }
+  func exists() throws -> Bool {
+    try server.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname = '\(name)'") == "1"
+  }
+  deinit { _ = try? server.psql("postgres", "DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
+}
+
+final class MemoryParts: PartOpener {
+  let parts: [[UInt8]]
+  var failPart: Int?
+  var failAfter = 0
+  init(_ parts: [[UInt8]]) { self.parts = parts }
+  func open(_ index: Int) throws -> ByteSource {
+    if index == failPart { return FailingSource(parts[index], after: failAfter) }
+    return MemorySource(parts[index])
+  }
+}
+
+/// Hands out the first `after` bytes, then throws as a part with a bad SHA-256 does.
+final class FailingSource: ByteSource {
+  let inner: MemorySource
+  init(_ bytes: [UInt8], after: Int) { inner = MemorySource(Array(bytes.prefix(after)), chunk: 101) }
+  func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+    let n = try inner.read(into: buffer)
+    if n == 0 { throw BackupError(.corrupt, "part sha256 mismatch (test)") }
+    return n
+  }
+}
+
+struct PGDumped {
+  var sink: MemorySink
+  var result: DumpResult
+  func request(tables: Set<String>? = nil, dropExisting: Bool = false, continueOnError: Bool = false)
+    -> RestoreRequest
+  {
+    RestoreRequest(
+      format: .sql, parts: sink.parts.map { RestorePart(kind: $0.kind, table: $0.table) },
+      objects: result.objects, tables: tables, dropExisting: dropExisting, continueOnError: continueOnError,
+      lockTimeoutSeconds: 5)
+  }
+  var opener: MemoryParts { MemoryParts(sink.parts.map(\.bytes)) }
+  var tableParts: [MemorySink.Part] { sink.parts.filter { $0.kind == .table } }
+  var tables: [String] { tableParts.map { $0.table! } }
+}
+
+func pgDump(_ url: String, tables: [String]? = nil) throws -> PGDumped {
+  let sink = MemorySink()
+  let result = try PostgresEngine(url: url).dump(
+    options: DumpOptions(format: .sql, tables: tables, lockTimeoutSeconds: 5), to: sink)
+  return PGDumped(sink: sink, result: result)
+}
+
+func expectStatsMatch(_ stats: [String: TableStats], _ dumped: PGDumped) {
+  for part in dumped.tableParts {
+    let s = stats[part.table!]
+    #expect(s?.rows == part.rows, "rows of \(part.table!)")
+    #expect(s?.contentChecksum == part.contentChecksum, "checksum of \(part.table!)")
+  }
+}
+
+/// Every type and object kind the fidelity tests check.
+let fidelitySQL = #"""
+  CREATE EXTENSION hstore;
+  CREATE SCHEMA "Sales Dept";
+  CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+  CREATE DOMAIN posint AS integer CHECK (VALUE > 0);
+  CREATE TYPE pair AS (a int, b text);
+  CREATE TABLE nums (id int PRIMARY KEY, i2 int2, i4 int4, i8 int8, n numeric(40,20), f8 float8, f4 float4,
+    b bool);
+  INSERT INTO nums VALUES
+    (1, -32768, -2147483648, -9223372036854775808, -12345678901234567890.12345678901234567890, 'NaN', 'NaN', true),
+    (2, 32767, 2147483647, 9223372036854775807, 99999999999999999999.99999999999999999999, 'Infinity', '-Infinity', false),
+    (3, 0, 0, 0, 0.00000000000000000001, '-0', '-0', NULL),
+    (4, NULL, NULL, NULL, NULL, 1e-308, 3.4e38, NULL),
+    (5, 1, 2, 3, 4.5, 0.1, 0.1, true),
+    (6, 1, 2, 3, 4.5, '-Infinity', 'Infinity', false),
+    (7, 1, 2, 3, 4.5, 2.2250738585072014e-308, 1.17549435e-38, true),
+    (8, 1, 2, 3, 4.5, 4.9e-324, 1.4e-45, true);
+  CREATE TABLE texts (id serial PRIMARY KEY, t text, by bytea, u uuid, j json, jb jsonb, kv hstore);
+  INSERT INTO texts (t, by, u, j, jb, kv) VALUES
+    ('ünïcødé 😀 日本語', (SELECT decode(string_agg(lpad(to_hex(i), 2, '0'), ''), 'hex') FROM generate_series(0, 255) i),
+     'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"a": [1, 2.50, null], "b": "x\"y"}', '{"z": 1, "a": {"b": [true]}}',
+     'a=>1, "b c"=>NULL'),
+    (E'back\\slash\ttab\nnewline\rcr \\N not null', '\x', NULL, 'null', 'null', ''),
+    ('', NULL, NULL, NULL, NULL, NULL),
+    (NULL, '\x00', NULL, '  {"spaces" :  1}  ', '[]', NULL),
+    (E'\\.', '\x5c2e0a', NULL, NULL, NULL, NULL),
+    ('semi;colon -- not a comment /* nor this */ $$ dollar $$ ''quote''', NULL, NULL, NULL, NULL, NULL);
+  CREATE TABLE times (id int, d date, ts timestamp, tz timestamptz, iv interval, t time, tt timetz);
+  INSERT INTO times VALUES
+    (1, '2024-02-29', '2024-02-29 23:59:59.999999', '2024-02-29 23:59:59.999999+05:30', '1 year 2 mons 3 days 04:05:06.789',
+     '23:59:59.999999', '12:00+03'),
+    (2, 'infinity', '-infinity', 'infinity', '-178000000 years', '00:00', '00:00-12'),
+    (3, '4713-01-01 BC', '0001-01-01 00:00:00 BC', '1970-01-01 00:00:00+00', '-1 days +02:00:00', '24:00', '24:00+14'),
+    (4, NULL, NULL, NULL, NULL, NULL, NULL);
+  CREATE TABLE arrs (id int, a int[], t text[], m int[][], e mood[]);
+  INSERT INTO arrs VALUES
+    (1, '{1,NULL,3}', '{"a b",NULL,"c\"d","NULL","",\\}', '{{1,2},{3,4}}', '{sad,happy}'),
+    (2, '{}', '{}', '[0:1][2:3]={{1,2},{3,NULL}}', NULL),
+    (3, NULL, '{"ü\\n"}', '{{{1}}}', '{}');
+  CREATE TABLE "Sales Dept"."Order Items" (
+    "Item ID" int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    qty posint NOT NULL,
+    price numeric(10,2),
+    total numeric GENERATED ALWAYS AS (qty * price) STORED,
+    m mood DEFAULT 'ok',
+    p pair,
+    r int4range,
+    tr tstzrange,
+    "Mixed Case" text);
+  INSERT INTO "Sales Dept"."Order Items" (qty, price, m, p, r, tr, "Mixed Case") VALUES
+    (1, 9.99, 'sad', ROW(1, 'one'), '[1,10)', '[2024-01-01 00:00+00,2024-02-01 00:00+00)', 'A'),
+    (3, 0.10, 'happy', ROW(NULL, 'with "quotes", commas'), 'empty', '(,)', NULL),
+    (2, NULL, NULL, NULL, '(,5]', NULL, 'z');
+  CREATE TABLE measurements (id int, at date NOT NULL, v float8) PARTITION BY RANGE (at);
+  CREATE TABLE measurements_2023 PARTITION OF measurements FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+  CREATE TABLE measurements_2024 PARTITION OF measurements FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+  CREATE INDEX measurements_at ON measurements (at);
+  INSERT INTO measurements SELECT i, date '2023-06-01' + i, i * 1.5 FROM generate_series(1, 400) i;
+  CREATE TABLE parent_t (id int PRIMARY KEY);
+  CREATE TABLE child_t (id int PRIMARY KEY, pid int REFERENCES parent_t (id));
+  INSERT INTO parent_t SELECT generate_series(1, 50);
+  INSERT INTO child_t SELECT i, (i % 50) + 1 FROM generate_series(1, 200) i;
+  CREATE TABLE inh_parent (a int);
+  CREATE TABLE inh_child (b int) INHERITS (inh_parent);
+  INSERT INTO inh_parent VALUES (1);
+  INSERT INTO inh_child VALUES (2, 3);
+  CREATE TABLE empty_t (x int);
+  CREATE TABLE big (id bigserial PRIMARY KEY, payload text);
+  INSERT INTO big (payload) SELECT repeat(md5(i::text), 10) FROM generate_series(1, 20000) i;
+  CREATE VIEW big_orders AS SELECT * FROM "Sales Dept"."Order Items" WHERE qty > 1;
+  CREATE MATERIALIZED VIEW num_summary AS SELECT count(*) AS c FROM nums;
+  CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $body$
+  BEGIN
+    NEW.t := coalesce(NEW.t, '') || ';';  -- a semicolon and a comment inside a body
+    RETURN NEW;
+  END
+  $body$;
+  CREATE TRIGGER texts_touch BEFORE INSERT ON texts FOR EACH ROW EXECUTE FUNCTION touch();
+  COMMENT ON TABLE nums IS 'numbers; with a semicolon';
+  COMMENT ON COLUMN "Sales Dept"."Order Items".qty IS 'how many';
+  CREATE SEQUENCE standalone_seq START 100;
+  SELECT nextval('standalone_seq'), nextval('standalone_seq');
+  """#
+
+/// Facts about a database that a faithful restore must reproduce.
+func shape(_ db: ScratchDB) throws -> String {
+  try db.psql(
+    """
+    SELECT string_agg(x, E'\\n' ORDER BY x) FROM (
+      SELECT 'rel ' || n.nspname || '.' || c.relname || ' ' || c.relkind::text AS x FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+      UNION ALL SELECT 'con ' || conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
+        WHERE connamespace <> 'pg_catalog'::regnamespace
+      UNION ALL SELECT 'trg ' || tgname FROM pg_trigger WHERE NOT tgisinternal
+      UNION ALL SELECT 'cmt ' || description FROM pg_description d JOIN pg_class c ON c.oid = d.objoid
+      UNION ALL SELECT 'seq ' || last_value || ' ' || is_called FROM standalone_seq
+      UNION ALL SELECT 'ident ' || last_value || ' ' || is_called FROM "Sales Dept"."Order Items_Item ID_seq"
+      UNION ALL SELECT 'matview ' || c FROM num_summary
+      UNION ALL SELECT 'view ' || count(*) FROM big_orders
+      UNION ALL SELECT 'total ' || coalesce(sum(total), 0) FROM "Sales Dept"."Order Items"
+      UNION ALL SELECT 'ext ' || extname FROM pg_extension
+    ) s
+    """)
+}
+
+@Suite(.serialized) struct PostgresEngineTests {
+  @Test func roundTripAndInterop() throws {
+    guard let url = serverURL() else { return }
+    let server = PGServer(url)
+    let source = try server.freshDatabase("src")
+    try source.psql(fidelitySQL)
+
+    let probe = try source.engine.probe()
+    #expect(probe.engine == .postgres)
+    #expect(probe.serverVersion.hasPrefix("15"))
+    #expect(probe.tables.contains("Sales Dept.Order Items"))
+    #expect(probe.tables.contains("public.measurements"))
+    #expect(!probe.tables.contains { $0.hasPrefix("pg_catalog.") || $0.hasPrefix("information_schema.") })
+
+    let dumped = try pgDump(source.url)
+    #expect(dumped.sink.parts.first?.kind == .schema)
+    #expect(dumped.sink.parts.last?.kind == .postData)
+    #expect(
+      Set(dumped.tables).isSuperset(of: [
+        "public.nums", "public.texts", "Sales Dept.Order Items",
+        "public.measurements_2023", "public.measurements_2024", "public.inh_child", "public.empty_t",
+      ]))
+    #expect(!dumped.tables.contains("public.measurements"), "a partitioned parent has no rows of its own")
+    #expect(dumped.tableParts.first { $0.table == "public.big" }?.rows == 20000)
+    #expect(
+      dumped.tableParts.first { $0.table == "public.inh_parent" }?.rows == 1, "COPY reads ONLY the table")
+    let text = String(decoding: dumped.sink.allBytes, as: UTF8.self)
+    #expect(
+      text.contains("-- ai-shell: {\"type\":\"data\",\"name\":\"public.nums\",\"table\":\"public.nums\"}"))
+    #expect(
+      text.contains(
+        "COPY \"Sales Dept\".\"Order Items\" (\"Item ID\", qty, price, m, p, r, tr, \"Mixed Case\") FROM stdin;"
+      ))
+    #expect(dumped.result.objects.contains { $0.type == "index" && $0.table == "public.measurements" })
+    #expect(dumped.result.objects.contains { $0.type == "trigger" && $0.table == "public.texts" })
+    #expect(dumped.result.objects.contains { $0.type == "fk constraint" && $0.table == "public.child_t" })
+    expectStatsMatch(try source.engine.tableStats(dumped.tables), dumped)
+
+    // restore through the engine into a database that does not exist yet
+    let target = server.unusedDatabase("dst")
+    let notes = try target.engine.checkRestore(dumped.request())
+    #expect(notes.contains { $0.hasPrefix("would create database") })
+    #expect(try !target.exists())
+    let report = try target.engine.restore(dumped.request(), parts: dumped.opener)
+    #expect(report.statementsFailed == 0)
+    #expect(report.notes.contains { $0.hasPrefix("created database") })
+    #expect(report.tables.first { $0.name == "public.big" }?.rows == 20000)
+    expectStatsMatch(try target.engine.tableStats(dumped.tables), dumped)
+    #expect(try shape(target) == shape(source))
+    #expect(try target.psql("SELECT f8::text FROM nums WHERE id = 3") == "-0")
+    #expect(
+      try target.psql("SELECT md5(by) FROM texts WHERE id = 1")
+        == source.psql("SELECT md5(by) FROM texts WHERE id = 1"))
+    // the trigger was created after the data (it did not fire on restored rows) and works
+    #expect(try target.psql("SELECT t FROM texts WHERE id = 3") == "")
+    #expect(try target.psql("INSERT INTO texts (t) VALUES ('x') RETURNING t") == "x;")
+
+    // interop: the concatenated file restores with psql -v ON_ERROR_STOP=1
+    let viaPsql = try server.freshDatabase("psql")
+    try server.psql(viaPsql.name, "", bytes: dumped.sink.allBytes)
+    expectStatsMatch(try viaPsql.engine.tableStats(dumped.tables), dumped)
+    #expect(try shape(viaPsql) == shape(source))
+  }
+
+  @Test func restoreRefusesExistingTablesAndDropsOnlyTheBackups() throws {
+    guard let url = serverURL() else { return }
+    let server = PGServer(url)
+    let source = try server.freshDatabase("src")
+    try source.psql(
+      "CREATE SCHEMA s; CREATE TYPE s.kind AS ENUM ('a'); CREATE TABLE s.t (id int PRIMARY KEY, k s.kind); INSERT INTO s.t VALUES (1, 'a'), (2, NULL); CREATE TABLE u (x int); INSERT INTO u VALUES (7)"
+    )
+    let dumped = try pgDump(source.url)
+    let target = try server.freshDatabase("dst")
+    try target.psql("CREATE TABLE keep_me (y int); INSERT INTO keep_me VALUES (1)")
+    _ = try target.engine.restore(dumped.request(), parts: dumped.opener)
+    #expect(throws: BackupError.self) { try target.engine.checkRestore(dumped.request()) }
+    do {
+      _ = try target.engine.restore(dumped.request(), parts: dumped.opener)
+      Issue.record("restore over existing tables must be refused")
+    } catch let e as BackupError {
+      #expect(e.status == .refused)
+      #expect(e.message.contains("s.t") || e.message.contains("public.u"))
+    }
+    try target.psql("INSERT INTO s.t VALUES (3, 'a')")
+    let report = try target.engine.restore(dumped.request(dropExisting: true), parts: dumped.opener)
+    #expect(report.notes.contains { $0.contains("dropped table \"s.t\"") })
+    #expect(report.notes.contains { $0.contains("kept existing") })
+    #expect(try target.psql("SELECT count(*) FROM s.t") == "2")
+    #expect(try target.psql("SELECT count(*) FROM keep_me") == "1")
+    expectStatsMatch(try target.engine.tableStats(dumped.tables), dumped)
+
+    // --tables: only that table's rows and objects
+    let partial = try server.freshDatabase("part")
+    let r = try partial.engine.restore(dumped.request(tables: ["public.u"]), parts: dumped.opener)
+    #expect(r.tables.map(\.name) == ["public.u"])
+    #expect(try partial.psql("SELECT to_regclass('s.t') IS NULL") == "t")
+    #expect(try partial.psql("SELECT x FROM u") == "7")
+    #expect(throws: BackupError.self) {
+      try partial.engine.checkRestore(dumped.request(tables: ["public.nope"]))
+    }
+  }
+
+  @Test func corruptPartRollsEverythingBack() throws {
+    guard let url = serverURL() else { return }
+    let server = PGServer(url)
+    let source = try server.freshDatabase("src")
+    try source.psql(
+      "CREATE TABLE a (id int); INSERT INTO a SELECT generate_series(1, 5000); CREATE TABLE b (id int PRIMARY KEY); INSERT INTO b VALUES (1)"
+    )
+    let dumped = try pgDump(source.url)
+    for failPart in [1, dumped.sink.parts.count - 1] {
+      let target = try server.freshDatabase("dst")
+      let opener = dumped.opener
+      opener.failPart = failPart
+      opener.failAfter = dumped.sink.parts[failPart].bytes.count / 2
+      do {
+        _ = try target.engine.restore(dumped.request(), parts: opener)
+        Issue.record("a corrupt part must fail the restore")
+      } catch let e as BackupError {
+        #expect(e.status == .corrupt)
+      }
+      #expect(try target.psql("SELECT count(*) FROM pg_class WHERE relname IN ('a', 'b')") == "0")
+      // a restore that created its database removes it again
+      let fresh = server.unusedDatabase("new")
+      _ = try? fresh.engine.restore(dumped.request(), parts: opener)
+      #expect(try !fresh.exists())
+    }
+  }
+
+  @Test func connectionErrorsAreClearAndSecretFree() throws {
+    guard let url = serverURL() else { return }
+    let server = PGServer(url)
+    let secret = "Wr0ng-S3cret-pw"
+    do {
+      _ = try PostgresEngine(url: server.url(db: "postgres", password: secret)).probe()
+      Issue.record("wrong password must fail")
+    } catch let e as BackupError {
+      #expect(e.status == .database)
+      #expect(!e.description.contains(secret))
+      #expect(!e.description.contains(server.password))
+      #expect(e.description.contains("\(server.host):\(server.port)/postgres"))
+      #expect(e.description.contains("password authentication failed"))
+      #expect(!e.description.contains("\n"))
+    }
+    do {
+      _ = try PostgresEngine(url: server.url(db: "no_such_db_here")).probe()
+      Issue.record("missing database must fail")
+    } catch let e as BackupError {
+      #expect(e.status == .notFound)
+      #expect(e.description.contains("no_such_db_here"))
+      #expect(!e.description.contains(server.password))
+    }
+    do {
+      _ = try PostgresEngine(url: "postgresql://\(server.user):\(secret)@127.0.0.1:1/postgres").probe()
+      Issue.record("a server that is not running must fail")
+    } catch let e as BackupError {
+      #expect(e.status == .database)
+      #expect(e.description.contains("127.0.0.1:1/postgres"))
+      #expect(!e.description.contains(secret))
+    }
+    // bad --tables name
+    #expect(throws: BackupError.self) { _ = try pgDump(url, tables: ["public.nope"]) }
+  }
+
+  @Test func olderPgDumpIsRefusedWithTheVersionNeeded() throws {
+    let dir = TempDir()
+    let fake = dir.file("pg_dump")
+    try "#!/bin/sh\necho 'pg_dump (PostgreSQL) 14.11'\n".write(
+      toFile: fake, atomically: true, encoding: .utf8)
+    try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: fake)
+    do {
+      _ = try PGDumpTool.find(serverVersionNumber: 150018, environment: ["AI_SHELL_PG_DUMP": fake])
+      Issue.record("an older pg_dump must be refused")
+    } catch let e as BackupError {
+      #expect(e.description.contains("pg_dump 14"))
+      #expect(e.description.contains("postgresql-client-15"))
+    }
+    #expect(
+      try PGDumpTool.find(serverVersionNumber: 140000, environment: ["AI_SHELL_PG_DUMP": fake]).major == 14)
+  }
+
+  @Test func locatorAndRedaction() throws {
+    let l = try DatabaseLocator("postgresql://me:s3cr%40t@db.example:6543/app?sslmode=require")
+    #expect(l.engineKind == .postgres)
+    #expect(l.location == "postgresql://me@db.example:6543/app?sslmode=require")
+    #expect(try DatabaseLocator("postgres://h/db").engineKind == .postgres)
+    #expect(PostgresEngine.redact("host=h password='a b\\'c' dbname=x") == "host=h password=*** dbname=x")
+    #expect(
+      PostgresEngine.redact("postgresql://u@h/db?password=xyz&sslmode=disable")
+        == "postgresql://u@h/db?password=***&sslmode=disable")
+  }
+
+  @Test func missingRolesStillRestore() throws {
+    guard let url = serverURL() else { return }
+    let server = PGServer(url)
+    let role = "r_\(UUID().uuidString.prefix(6).lowercased())"
+    let source = try server.freshDatabase("src")
+    try source.psql(
+      "CREATE ROLE \(role); CREATE TABLE owned (x int); ALTER TABLE owned OWNER TO \(role); GRANT SELECT ON owned TO \(role); INSERT INTO owned VALUES (1)"
+    )
+    let dumped = try pgDump(source.url)
+    #expect(String(decoding: dumped.sink.allBytes, as: UTF8.self).contains("OWNER TO \(role)"))
+    try source.psql("DROP TABLE owned; DROP ROLE \(role)")
+    let target = try server.freshDatabase("dst")
+    let report = try target.engine.restore(dumped.request(), parts: dumped.opener)
+    #expect(report.notes.contains { $0.contains(role) && $0.contains("fell to") })
+    #expect(
+      try target.psql("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'owned'") == server.user
+    )
+    #expect(try target.psql("SELECT x FROM owned") == "1")
+  }
+
+  @Test func snapshotHidesConcurrentTransfers() throws {
+    guard let url = serverURL() else { return }
+    let server = PGServer(url)
+    let source = try server.freshDatabase("src")
+    try source.psql(
+      """
+      CREATE TABLE checking (id int PRIMARY KEY, bal bigint NOT NULL);
+      CREATE TABLE savings (id int PRIMARY KEY, bal bigint NOT NULL);
+      INSERT INTO checking SELECT i, 1000 FROM generate_series(1, 1000) i;
+      CREATE TABLE filler (id int, pad text);
+      INSERT INTO filler SELECT i, repeat('x', 200) FROM generate_series(1, 100000) i;
+      INSERT INTO savings SELECT i, 1000 FROM generate_series(1, 1000) i;
+      """)
+    let total = "2000000"
+    let stop = StopFlag()
+    let writerURL = source.url
+    let done = DispatchSemaphore(value: 0)
+    Thread.detachNewThread {
+      defer { done.signal() }
+      guard let db = try? PGConnection(try ConnInfo(writerURL)) else { return }
+      var i = 0
+      while !stop.isSet {
+        i += 1
+        let from = i % 1000 + 1
+        let to = (i * 7) % 1000 + 1
+        _ = try? db.query(
+          "BEGIN; UPDATE checking SET bal = bal - 5 WHERE id = \(from); UPDATE savings SET bal = bal + 5 WHERE id = \(to); COMMIT"
+        )
+        stop.count(i)
+      }
+    }
+    while stop.transfers < 50 { Thread.sleep(forTimeInterval: 0.01) }
+    let before = stop.transfers
+    let dumped = try pgDump(source.url)
+    let during = stop.transfers - before
+    stop.set()
+    done.wait()
+    #expect(during > 0, "the writer must run during the dump")
+    #expect(
+      try source.psql("SELECT (SELECT sum(bal) FROM checking) + (SELECT sum(bal) FROM savings)") == total)
+    let target = try server.freshDatabase("dst")
+    _ = try target.engine.restore(dumped.request(), parts: dumped.opener)
+    #expect(
+      try target.psql("SELECT (SELECT sum(bal) FROM checking) + (SELECT sum(bal) FROM savings)") == total)
+    expectStatsMatch(try target.engine.tableStats(dumped.tables), dumped)
+  }
+
+  @Test func verifyTestThroughTheService() throws {
+    guard let url = serverURL() else { return }
+    let server = PGServer(url)
+    let source = try server.freshDatabase("src")
+    try source.psql(
+      "CREATE TABLE t (id serial PRIMARY KEY, v text); INSERT INTO t (v) SELECT md5(i::text) FROM generate_series(1, 1000) i"
+    )
+    let dir = TempDir()
+    let service = BackupService(backupDirectory: dir.path)
+    service.testRestoreServer = url
+    let summary = try service.create(
+      .init(
+        database: source.url, name: nil, compression: .zstd, level: nil, format: .sql, tables: nil,
+        verify: true,
+        lockTimeoutSeconds: 5))
+    let manifest = try String(contentsOfFile: dir.file("\(summary.id).manifest.json"), encoding: .utf8)
+    #expect(!manifest.contains(server.password))
+    #expect(manifest.contains("\"engine\" : \"postgres\"") || manifest.contains("\"engine\":\"postgres\""))
+    let report = try service.verify(summary.id, deep: true, test: true)
+    #expect(report.ok, "\(report.checks)")
+    #expect(
+      try server.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'ai_shell_verify_%'")
+        == "0")
+    // the file restores with the standard tools
+    let file = summary.file!
+    let viaPsql = try server.freshDatabase("zst")
+    let r = try shell(
+      "zstd -dc '\(file)' | psql -X -q -v ON_ERROR_STOP=1 -h \(server.host) -p \(server.port) -U \(server.user) -d \(viaPsql.name)",
+      environment: ["PGPASSWORD": server.password])
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(try viaPsql.psql("SELECT count(*) FROM t") == "1000")
+  }
+}
+
+final class StopFlag: @unchecked Sendable {
+  private let lock = NSLock()
+  private var stopped = false
+  private var n = 0
+  var isSet: Bool { lock.withLock { stopped } }
+  var transfers: Int { lock.withLock { n } }
+  func set() { lock.withLock { stopped = true } }
+  func count(_ i: Int) { lock.withLock { n = i } }
+}
