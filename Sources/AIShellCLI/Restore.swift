@@ -15,7 +15,10 @@ extension Backup {
     @Argument(help: "The backup id or a unique prefix of it.")
     var id: String
 
-    @Option(name: .shortAndLong, help: "Target database (default: the backup's source). Created if missing.")
+    @Option(
+      name: .shortAndLong,
+      help:
+        "Target database: connection name, path or URL (default: the backup's source). Created if missing.")
     var database: String?
 
     @Flag(help: "Check everything and print the plan without writing anything.")
@@ -53,7 +56,8 @@ extension Backup {
       let outcome = try service.restore(
         id,
         options: .init(
-          target: database, tables: try parseTableList(tables), dryRun: dryRun, verify: verify,
+          target: try database.map { try common.resolveDatabase($0) }, tables: try parseTableList(tables),
+          dryRun: dryRun, verify: verify,
           dropExisting: dropExisting, continueOnError: continueOnError, lockTimeoutSeconds: lockTimeout))
       if common.json {
         print(try Render.json(outcome))
