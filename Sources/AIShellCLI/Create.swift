@@ -75,7 +75,9 @@ extension Backup {
     /// The recipients, or a passphrase when no key is given.
     func encryptionRequest() throws -> EncryptionRequest? {
       guard encrypt else { return nil }
-      let keys = try SecretSource.recipients(recipients, files: recipientsFile)
+      var keys = try SecretSource.recipients(recipients, files: recipientsFile)
+      // no key on the command line: the config's recipients, unless a passphrase file was named
+      if keys.isEmpty && passphraseFile == nil { keys = try common.loadConfig().encryption.recipients }
       let passphrase = keys.isEmpty ? try SecretSource.passphrase(file: passphraseFile) : nil
       if !keys.isEmpty && passphraseFile != nil {
         throw BackupError(.usage, "an age passphrase cannot be combined with --recipient keys")

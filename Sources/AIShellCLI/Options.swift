@@ -59,8 +59,11 @@ struct DecryptOptions: ParsableArguments {
       valueName: "file"))
   var passphraseFile: String?
 
-  func keys() throws -> DecryptionKeys {
-    DecryptionKeys(
-      identityFiles: identityFiles, passphrase: try SecretSource.passphrase(file: passphraseFile))
+  /// `--identity` files, else the config's `encryption.identityFile`; and the passphrase.
+  func keys(configured identityFile: String?) throws -> DecryptionKeys {
+    let files =
+      identityFiles.isEmpty
+      ? identityFile.map { [($0 as NSString).expandingTildeInPath] } ?? [] : identityFiles
+    return DecryptionKeys(identityFiles: files, passphrase: try SecretSource.passphrase(file: passphraseFile))
   }
 }

@@ -36,8 +36,9 @@ extension Backup {
     @Flag(help: "Go on past failing statements, report how many failed, and exit with code 7.")
     var continueOnError = false
 
-    @Option(help: "Seconds to wait for a target locked by another writer.")
-    var lockTimeout: Double = 10
+    @Option(
+      help: "Seconds to wait for a target locked by another writer (default: config lockTimeoutSeconds, 10).")
+    var lockTimeout: Double?
 
     @Flag(help: "Show progress and log lines on stderr.")
     var verbose = false
@@ -50,7 +51,7 @@ extension Backup {
 
     func run() throws {
       let service = common.service(verbose: verbose)
-      service.keys = try decrypt.keys()
+      service.keys = try decrypt.keys(configured: common.loadConfig().encryption.identityFile)
       let progress = ProgressPrinter()
       if verbose { service.progress = progress }
       let outcome = try service.restore(
@@ -58,7 +59,8 @@ extension Backup {
         options: .init(
           target: try database.map { try common.resolveDatabase($0) }, tables: try parseTableList(tables),
           dryRun: dryRun, verify: verify,
-          dropExisting: dropExisting, continueOnError: continueOnError, lockTimeoutSeconds: lockTimeout))
+          dropExisting: dropExisting, continueOnError: continueOnError,
+          lockTimeoutSeconds: try lockTimeout ?? common.loadConfig().lockTimeoutSeconds))
       if common.json {
         print(try Render.json(outcome))
       } else if outcome.dryRun {

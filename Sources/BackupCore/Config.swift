@@ -112,9 +112,9 @@ public struct Config: Codable, Equatable, Sendable {
   public var connections: [String: Connection] = [:]
 
   public struct Encryption: Codable, Equatable, Sendable {
-    /// age recipients ("age1...") every backup is encrypted to.
+    /// age recipients ("age1...") that `create --encrypt` uses when no --recipient is given.
     public var recipients: [String] = []
-    /// The age identity file used to decrypt.
+    /// The age identity file used to decrypt when no --identity is given.
     public var identityFile: String?
     public init(recipients: [String] = [], identityFile: String? = nil) {
       self.recipients = recipients
