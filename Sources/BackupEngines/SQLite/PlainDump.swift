@@ -182,31 +182,12 @@ public enum SQLitePlainDump {
   /// between statements are dropped.
   static func statements(_ source: ByteSource, _ body: ([UInt8]) throws -> Void) throws {
     let reader = InputReader(source)
-    var acc: [UInt8] = []
+    var splitter = ScriptSplitter()
     var line: [UInt8] = []
     while try reader.readLine(into: &line) {
-      if acc.isEmpty {
-        guard let first = line.firstIndex(where: { !isSpace($0) }) else { continue }
-        if line[first] == UInt8(ascii: "-") && first + 1 < line.count && line[first + 1] == UInt8(ascii: "-")
-        {
-          continue
-        }
-      }
-      acc.append(contentsOf: line)
-      guard let last = acc.lastIndex(where: { !isSpace($0) }), acc[last] == UInt8(ascii: ";") else {
-        continue
-      }
-      acc.append(0)
-      let complete = acc.withUnsafeBufferPointer {
-        sqlite3_complete(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self))
-      }
-      acc.removeLast()
-      guard complete != 0 else { continue }
-      let first = acc.firstIndex(where: { !isSpace($0) }) ?? 0
-      try body(Array(acc[first...last]))
-      acc.removeAll(keepingCapacity: true)
+      if case .statement(let text) = splitter.feed(line) { try body(text) }
     }
-    if acc.contains(where: { !isSpace($0) }) {
+    if splitter.isInsideStatement {
       throw BackupError(.corrupt, "the dump ends inside an SQL statement", hint: "it is truncated")
     }
   }

@@ -251,13 +251,14 @@ final class RestoreSession {
   func runScript(partKind: PartKind, partTable: String?, nextLine: (inout [UInt8]) throws -> Bool) throws
     -> Int64
   {
-    var acc: [UInt8] = []
+    var splitter = ScriptSplitter()
     var line: [UInt8] = []
     var object: SchemaObject?
     var succeeded: Int64 = 0
     let runTablePart = partKind != .table || partTable.map { wants(table: $0) } ?? true
     while try nextLine(&line) {
-      if acc.isEmpty && partKind == .table && runTablePart, let outcome = fastInsert.run(line) {
+      if !splitter.isInsideStatement && partKind == .table && runTablePart, let outcome = fastInsert.run(line)
+      {
         statementNumber += 1
         switch outcome {
         case .done:
@@ -268,42 +269,27 @@ final class RestoreSession {
         }
         continue
       }
-      if acc.isEmpty {
-        guard let first = line.firstIndex(where: { !isSpace($0) }) else { continue }
-        if line[first] == UInt8(ascii: "-") && first + 1 < line.count && line[first + 1] == UInt8(ascii: "-")
+      switch splitter.feed(line) {
+      case nil:
+        continue
+      case .comment(let comment):
+        if comment.starts(with: RestoreSession.markerPrefix) {
+          object = try parseMarker(Array(comment.dropFirst(RestoreSession.markerPrefix.count)))
+        }
+      case .statement(let text):
+        if text.count <= 24 && RestoreSession.skipped.contains(text) { continue }
+        if object == nil && partKind == .schema
+          && (text.starts(with: "PRAGMA user_version=".utf8)
+            || text.starts(with: "PRAGMA application_id=".utf8))
+          && request.tables != nil
         {
-          if line[first...].starts(with: RestoreSession.markerPrefix) {
-            let json = line[(first + RestoreSession.markerPrefix.count)...]
-            object = try parseMarker(Array(json))
-          }
           continue
         }
+        guard runTablePart, wants(object: object) else { continue }
+        succeeded += Int64(try text.withUnsafeBytes { try execute($0) })
       }
-      acc.append(contentsOf: line)
-      guard let last = acc.lastIndex(where: { !isSpace($0) }), acc[last] == UInt8(ascii: ";") else {
-        continue
-      }
-      acc.append(0)
-      let complete = acc.withUnsafeBufferPointer {
-        sqlite3_complete(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self))
-      }
-      acc.removeLast()
-      guard complete != 0 else { continue }
-      let first = acc.firstIndex(where: { !isSpace($0) }) ?? 0
-      let text = Array(acc[first...last])
-      acc.removeAll(keepingCapacity: true)
-      if text.count <= 24 && RestoreSession.skipped.contains(text) { continue }
-      if object == nil && partKind == .schema
-        && (text.starts(with: "PRAGMA user_version=".utf8)
-          || text.starts(with: "PRAGMA application_id=".utf8))
-        && request.tables != nil
-      {
-        continue
-      }
-      guard runTablePart, wants(object: object) else { continue }
-      succeeded += Int64(try text.withUnsafeBytes { try execute($0) })
     }
-    if acc.contains(where: { !isSpace($0) }) {
+    if splitter.isInsideStatement {
       throw BackupError(.corrupt, "backup part ends inside an SQL statement", hint: "the backup is truncated")
     }
     return succeeded
