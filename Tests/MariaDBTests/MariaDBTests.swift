@@ -418,9 +418,11 @@ func myShape(_ db: MyScratch) throws -> String {
     #expect(u.port == 3307)
     #expect(u.options["defaults-file"] == "/x/my.cnf")
     #expect(throws: BackupError.self) { _ = try MyURL("mysql://h/db?bogus=1") }
-    let other = try MariaDBEngine.url("mysql://me:pw@h:1/app", replacingDatabase: "scratch")
+    let other = try MariaDBEngine.url("mysql://me:p%40w%2Fx@h:1/app?ssl=1", replacingDatabase: "scratch")
     #expect(try MyURL(other).database == "scratch")
-    #expect(try MyURL(other).password == "pw")
+    #expect(try MyURL(other).password == "p@w/x")
+    #expect(try MyURL(other).options["ssl"] == "1")
+    #expect(MariaDBEngine.redact(other) == "mysql://me@h:1/scratch?ssl=1")
   }
 
   @Test func passwordFromOptionFileAndEnvironment() throws {
@@ -431,6 +433,12 @@ func myShape(_ db: MyScratch) throws -> String {
     try "[client]\npassword=\(server.password)\n".write(toFile: cnf, atomically: true, encoding: .utf8)
     let viaFile = "mysql://\(server.user)@\(server.host):\(server.port)/mysql?defaults-file=\(cnf)"
     #expect(try MariaDBEngine(url: viaFile).probe().engine == .mysql)
+    // MYSQL_PWD when the URL has no password
+    setenv("MYSQL_PWD", server.password, 1)
+    defer { unsetenv("MYSQL_PWD") }
+    #expect(
+      try MariaDBEngine(url: "mysql://\(server.user)@\(server.host):\(server.port)/mysql").probe().engine
+        == .mysql)
   }
 
   @Test func snapshotHidesConcurrentTransfers() throws {
