@@ -3,7 +3,7 @@ import PackageDescription
 
 // Layers (each arrow is the only direction a dependency may point):
 //   ai-shell (executable) -> AIShellCLI -> BackupCore -> BackupEngines / BackupPipeline / BackupStorage
-//   -> BackupModel -> C shims (CSQLite, CLibPQ, CMariaDB, CZlib, CDeflate, CBZip2, CZstd)
+//   -> BackupModel -> C shims (CSQLite, CLibPQ, CMariaDB, CZlib, CDeflate, CBZip2, CZstd, CXXHash)
 let package = Package(
   name: "ai-shell",
   platforms: [.macOS(.v14)],
@@ -23,9 +23,10 @@ let package = Package(
     .systemLibrary(name: "CDeflate", path: "Sources/CDeflate", pkgConfig: "libdeflate"),
     .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq"),
     .systemLibrary(name: "CMariaDB", path: "Sources/CMariaDB", pkgConfig: "libmariadb"),
+    .systemLibrary(name: "CXXHash", path: "Sources/CXXHash", pkgConfig: "libxxhash"),
     .target(
       name: "BackupModel",
-      dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+      dependencies: ["CXXHash", .product(name: "Crypto", package: "swift-crypto")]
     ),
     .target(
       name: "BackupPipeline",

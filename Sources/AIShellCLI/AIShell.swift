@@ -15,7 +15,7 @@ public struct AIShell: ParsableCommand {
       \(ExitStatus.allCases.map { "  \(String($0.rawValue).padding(toLength: 4, withPad: " ", startingAt: 0))\($0.summary)" }.joined(separator: "\n"))
       """,
     version: ToolInfo.version,
-    subcommands: [Backup.self]
+    subcommands: [Backup.self, ConnectionCommand.self]
   )
 
   public init() {}
@@ -54,7 +54,11 @@ func printStderr(_ line: String) {
 public struct Backup: ParsableCommand {
   public static let configuration = CommandConfiguration(
     abstract: "Create, restore, list, inspect, verify and delete backups.",
-    subcommands: [Create.self, Restore.self, List.self, Status.self, Verify.self, Delete.self, Keygen.self]
+    subcommands: [
+      Create.self, Restore.self, List.self, Status.self, Verify.self, Delete.self, Keygen.self,
+      ConfigCommand.self,
+      Export.self, Import.self,
+    ]
   )
   public init() {}
 }

@@ -12,21 +12,24 @@ extension Backup {
     @Option(
       name: .shortAndLong,
       help:
-        "The database: a SQLite file path, sqlite:///abs/path.db, postgresql://user@host:port/db (password from PGPASSWORD or ~/.pgpass), or mysql://user@host:port/db (also mariadb://; password from MYSQL_PWD or ~/.my.cnf)."
+        "The database: a connection name, a SQLite file path, sqlite:///abs/path.db, postgresql://user@host:port/db (password from PGPASSWORD or ~/.pgpass), or mysql://user@host:port/db (also mariadb://; password from MYSQL_PWD or ~/.my.cnf)."
     )
     var database: String
 
     @Option(name: .shortAndLong, help: "A name for the backup (shown by list).")
     var name: String?
 
-    @Option(name: .shortAndLong, help: "Compression of every member.")
-    var compression: CompressionAlgorithm = .zstd
+    @Option(name: .shortAndLong, help: "Compression of every member (default: the config's, else zstd).")
+    var compression: CompressionAlgorithm?
 
     @Option(help: "Compression level (default: gzip 6, bzip2 9, zstd 3).")
     var level: Int?
 
-    @Option(help: "Content format: sql (a script), json (NDJSON) or csv (a tar of CSV files).")
-    var format: DumpFormat = .sql
+    @Option(
+      help:
+        "Content format: sql (a script), json (NDJSON) or csv (a tar of CSV files); default: the config's, else sql."
+    )
+    var format: DumpFormat?
 
     @Option(help: "Only these tables (comma-separated exact names).")
     var tables: String?
@@ -34,8 +37,8 @@ extension Backup {
     @Flag(help: "Re-read the written file and check every checksum before declaring it complete.")
     var verify = false
 
-    @Option(help: "Seconds to wait for a database locked by another writer.")
-    var lockTimeout: Double = 10
+    @Option(help: "Seconds to wait for a database locked by another writer (default: the config's, else 10).")
+    var lockTimeout: Double?
 
     @Flag(help: "Show progress and log lines on stderr.")
     var verbose = false
@@ -61,7 +64,9 @@ extension Backup {
 
     func validate() throws {
       _ = try parseTableList(tables)
-      guard lockTimeout >= 0 else { throw ValidationError("--lock-timeout must be zero or more seconds") }
+      guard (lockTimeout ?? 0) >= 0 else {
+        throw ValidationError("--lock-timeout must be zero or more seconds")
+      }
       if !encrypt && (!recipients.isEmpty || !recipientsFile.isEmpty || passphraseFile != nil) {
         throw ValidationError("--recipient, --recipients-file and --passphrase-file need --encrypt")
       }
@@ -70,7 +75,9 @@ extension Backup {
     /// The recipients, or a passphrase when no key is given.
     func encryptionRequest() throws -> EncryptionRequest? {
       guard encrypt else { return nil }
-      let keys = try SecretSource.recipients(recipients, files: recipientsFile)
+      var keys = try SecretSource.recipients(recipients, files: recipientsFile)
+      // no key on the command line: the config's recipients, unless a passphrase file was named
+      if keys.isEmpty && passphraseFile == nil { keys = try common.loadConfig().encryption.recipients }
       let passphrase = keys.isEmpty ? try SecretSource.passphrase(file: passphraseFile) : nil
       if !keys.isEmpty && passphraseFile != nil {
         throw BackupError(.usage, "an age passphrase cannot be combined with --recipient keys")
@@ -86,11 +93,14 @@ extension Backup {
       let encryption = try encryptionRequest()
       // a passphrase backup can be checked by --verify with the same passphrase
       service.keys = DecryptionKeys(passphrase: encryption?.passphrase)
+      // config-file defaults (ConfigSupport.swift)
+      let d = try common.createDefaults(
+        compression: compression, level: level, format: format, lockTimeout: lockTimeout)
       let summary = try service.create(
         .init(
-          database: database, name: name, compression: compression, level: level, format: format,
-          tables: try parseTableList(tables), verify: verify, lockTimeoutSeconds: lockTimeout,
-          encryption: encryption))
+          database: try common.resolveDatabase(database), name: name, compression: d.compression,
+          level: d.level, format: d.format, tables: try parseTableList(tables), verify: verify,
+          lockTimeoutSeconds: d.lockTimeoutSeconds, encryption: encryption))
       if common.json {
         print(try Render.json(summary))
       } else {

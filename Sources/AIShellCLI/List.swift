@@ -64,7 +64,8 @@ extension Backup {
       var items = try service.list()
       let (afterDate, beforeDate) = try dates()
       if let database {
-        let wanted = (try? DatabaseLocator(database).location) ?? database
+        let text = (try? common.resolveDatabase(database)) ?? database
+        let wanted = (try? DatabaseLocator(text).location) ?? database
         items = items.filter { $0.database == wanted || $0.database == database }
       }
       if let afterDate { items = items.filter { ($0.createdAt ?? .distantPast) >= afterDate } }

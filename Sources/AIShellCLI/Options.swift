@@ -19,11 +19,18 @@ struct CommonOptions: ParsableArguments {
   @Flag(help: "Print machine-readable JSON on stdout.")
   var json = false
 
+  @Option(
+    name: .customLong("config"),
+    help: ArgumentHelp(
+      "Config file (default: $AI_SHELL_CONFIG, else $XDG_CONFIG_HOME/ai-shell/config.json).",
+      valueName: "path"))
+  var configPath: String?
+
   func service(verbose: Bool = false) -> BackupService {
     var logger = Logger(label: "ai-shell") { StreamLogHandler.standardError(label: $0) }
     logger.logLevel = verbose ? .info : .warning
     if ProcessInfo.processInfo.environment["AI_SHELL_DEBUG"] != nil { logger.logLevel = .debug }
-    return BackupService(backupDirectory: BackupDirectory.resolve(flag: backupDir), logger: logger)
+    return BackupService(backupDirectory: effectiveBackupDirectory(), logger: logger)
   }
 }
 
@@ -52,8 +59,11 @@ struct DecryptOptions: ParsableArguments {
       valueName: "file"))
   var passphraseFile: String?
 
-  func keys() throws -> DecryptionKeys {
-    DecryptionKeys(
-      identityFiles: identityFiles, passphrase: try SecretSource.passphrase(file: passphraseFile))
+  /// `--identity` files, else the config's `encryption.identityFile`; and the passphrase.
+  func keys(configured identityFile: String?) throws -> DecryptionKeys {
+    let files =
+      identityFiles.isEmpty
+      ? identityFile.map { [($0 as NSString).expandingTildeInPath] } ?? [] : identityFiles
+    return DecryptionKeys(identityFiles: files, passphrase: try SecretSource.passphrase(file: passphraseFile))
   }
 }

@@ -15,7 +15,10 @@ extension Backup {
     @Argument(help: "The backup id or a unique prefix of it.")
     var id: String
 
-    @Option(name: .shortAndLong, help: "Target database (default: the backup's source). Created if missing.")
+    @Option(
+      name: .shortAndLong,
+      help:
+        "Target database: connection name, path or URL (default: the backup's source). Created if missing.")
     var database: String?
 
     @Flag(help: "Check everything and print the plan without writing anything.")
@@ -33,8 +36,9 @@ extension Backup {
     @Flag(help: "Go on past failing statements, report how many failed, and exit with code 7.")
     var continueOnError = false
 
-    @Option(help: "Seconds to wait for a target locked by another writer.")
-    var lockTimeout: Double = 10
+    @Option(
+      help: "Seconds to wait for a target locked by another writer (default: config lockTimeoutSeconds, 10).")
+    var lockTimeout: Double?
 
     @Flag(help: "Show progress and log lines on stderr.")
     var verbose = false
@@ -47,14 +51,16 @@ extension Backup {
 
     func run() throws {
       let service = common.service(verbose: verbose)
-      service.keys = try decrypt.keys()
+      service.keys = try decrypt.keys(configured: common.loadConfig().encryption.identityFile)
       let progress = ProgressPrinter()
       if verbose { service.progress = progress }
       let outcome = try service.restore(
         id,
         options: .init(
-          target: database, tables: try parseTableList(tables), dryRun: dryRun, verify: verify,
-          dropExisting: dropExisting, continueOnError: continueOnError, lockTimeoutSeconds: lockTimeout))
+          target: try database.map { try common.resolveDatabase($0) }, tables: try parseTableList(tables),
+          dryRun: dryRun, verify: verify,
+          dropExisting: dropExisting, continueOnError: continueOnError,
+          lockTimeoutSeconds: try lockTimeout ?? common.loadConfig().lockTimeoutSeconds))
       if common.json {
         print(try Render.json(outcome))
       } else if outcome.dryRun {

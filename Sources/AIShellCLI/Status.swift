@@ -26,7 +26,7 @@ extension Backup {
 
     func run() throws {
       let service = common.service()
-      service.keys = try decrypt.keys()
+      service.keys = try decrypt.keys(configured: common.loadConfig().encryption.identityFile)
       let summary = try service.status(id)
       let integrity = verify ? try service.verify(summary.id, deep: true, test: false) : nil
       if common.json {

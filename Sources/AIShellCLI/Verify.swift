@@ -28,7 +28,7 @@ extension Backup {
 
     func run() throws {
       let service = common.service(verbose: verbose)
-      service.keys = try decrypt.keys()
+      service.keys = try decrypt.keys(configured: common.loadConfig().encryption.identityFile)
       let progress = ProgressPrinter()
       if verbose { service.progress = progress }
       let report = try service.verify(id, deep: deep || test, test: test)

@@ -377,7 +377,12 @@ public final class BackupService {
   public func restore(_ idOrPrefix: String, options: RestoreOptions) throws -> RestoreOutcome {
     let started = Date()
     let m = try manifest(for: idOrPrefix)
-    let locator = try DatabaseLocator(options.target ?? m.database.location)
+    guard let targetText = options.target ?? (m.database.location.isEmpty ? nil : m.database.location) else {
+      throw BackupError(
+        .usage, "backup \(m.id) does not record which database it came from",
+        hint: "give the restore target with -d/--database")
+    }
+    let locator = try DatabaseLocator(targetText)
     guard locator.engineKind == m.database.engine else {
       throw BackupError(
         .usage,

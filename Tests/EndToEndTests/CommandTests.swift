@@ -13,7 +13,7 @@ import Testing
     let help = create.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
     #expect(
       help.contains(
-        "--compression <compression> Compression of every member. (values: gzip, bzip2, zstd, none; default: zstd)"
+        "--compression <compression> Compression of every member (default: the config's, else zstd). (values: gzip, bzip2, zstd, none)"
       ))
     #expect(create.stdout.contains("--format"))
     let bad = try cli.run(["backup", "create", "-d", "x.db", "-c", "lz4"])

@@ -169,4 +169,27 @@ import Testing
     #expect(read > 0 && read * 20 < size, "read \(read) of \(size) bytes")
     #expect(try sqlite3(cli.work.file("small.db"), "SELECT count(*) FROM small") == "3\n")
   }
+
+  @Test func configuredRecipientsAndIdentityFileAreUsedWhenNoFlagIsGiven() throws {
+    let cli = AIShellRunner()
+    let db = cli.work.file("s.db")
+    try makeSQLite(db, sampleSQL)
+    let (identity, recipient) = try keygen(cli)
+    #expect(try cli.run(["backup", "config", "--set", "encryption.recipients=\(recipient)"]).status == 0)
+    let r = try cli.run(["backup", "create", "-d", db, "--encrypt", "--json"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let obj = try #require(r.json as? [String: Any])
+    #expect(obj["recipients"] as? [String] == [recipient])
+    let id = try #require(obj["id"] as? String)
+    // without an identity anywhere the restore asks for one; with encryption.identityFile it works
+    #expect(try cli.run(["backup", "restore", id, "-d", cli.work.file("a.db")]).status == 64)
+    #expect(try cli.run(["backup", "config", "--set", "encryption.identityFile=\(identity)"]).status == 0)
+    let restored = cli.work.file("b.db")
+    let ok = try cli.run(["backup", "restore", id, "-d", restored])
+    #expect(ok.status == 0, "\(ok.stderr)")
+    #expect(try snapshot(restored) == snapshot(db))
+    // without --encrypt the configured recipients do not turn encryption on by themselves
+    let plain = try #require(try cli.run(["backup", "create", "-d", db, "--json"]).json as? [String: Any])
+    #expect(plain["encrypted"] as? Bool == false)
+  }
 }

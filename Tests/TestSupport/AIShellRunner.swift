@@ -5,6 +5,8 @@ import Foundation
 public final class AIShellRunner {
   public let work = TempDir("ai-shell-e2e")
   public var backupDir: String { work.file("backups") }
+  /// The config file every run uses (`AI_SHELL_CONFIG`), so tests never read the user's.
+  public var configPath: String { work.file("config/config.json") }
 
   public init() {}
 
@@ -42,6 +44,7 @@ public final class AIShellRunner {
   {
     var env = environment
     env["AI_SHELL_BACKUP_DIR"] = env["AI_SHELL_BACKUP_DIR"] ?? backupDir
+    env["AI_SHELL_CONFIG"] = env["AI_SHELL_CONFIG"] ?? configPath
     let r = try runProcess(Self.binary, arguments, stdin: stdin, environment: env)
     return Result(
       status: r.status, stdout: String(decoding: r.stdout, as: UTF8.self),

@@ -1,0 +1,57 @@
+import ArgumentParser
+import BackupCore
+import BackupModel
+import Foundation
+
+extension Backup {
+  struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Copy a backup out as one standard file, with its manifest beside it.",
+      discussion: """
+        The destination is a folder (an existing one, one ending in /, or a new name without a dot; \
+        created) or a file path. The copy is checked against the manifest while it is written. \
+        --compress re-encodes every member (the manifest beside the copy describes the copy). \
+        Existing files are never overwritten without --force (exit 9).
+        """)
+
+    @Argument(help: "The backup id or a unique prefix of it.")
+    var id: String
+
+    @Argument(help: "A folder or a file path.")
+    var destination: String
+
+    @Flag(
+      inversion: .prefixedNo,
+      help: "Write <id>.manifest.json beside the file (default; --no-include-metadata leaves it out).")
+    var includeMetadata = true
+
+    @Option(help: "Re-encode to this compression (gzip, bzip2, zstd, none).")
+    var compress: CompressionAlgorithm?
+
+    @Option(help: "Compression level for --compress.")
+    var level: Int?
+
+    @Flag(help: "Overwrite existing files at the destination.")
+    var force = false
+
+    @OptionGroup var common: CommonOptions
+
+    func validate() throws {
+      if level != nil && compress == nil { throw ValidationError("--level needs --compress") }
+    }
+
+    func run() throws {
+      let outcome = try common.service().export(
+        id,
+        options: .init(
+          destination: destination, includeMetadata: includeMetadata, compression: compress, level: level,
+          force: force))
+      if common.json {
+        print(try Render.json(outcome))
+      } else {
+        print(outcome.file)
+        if let m = outcome.manifest { print(m) }
+      }
+    }
+  }
+}
