@@ -3,7 +3,7 @@ import PackageDescription
 
 // Layers (each arrow is the only direction a dependency may point):
 //   ai-shell (executable) -> AIShellCLI -> BackupCore -> BackupEngines / BackupPipeline / BackupStorage
-//   -> BackupModel -> C shims (CSQLite, CLibPQ, CZlib, CDeflate, CBZip2, CZstd, CXXHash)
+//   -> BackupModel -> C shims (CSQLite, CLibPQ, CMariaDB, CZlib, CDeflate, CBZip2, CZstd, CXXHash)
 let package = Package(
   name: "ai-shell",
   platforms: [.macOS(.v14)],
@@ -22,6 +22,7 @@ let package = Package(
     .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd"),
     .systemLibrary(name: "CDeflate", path: "Sources/CDeflate", pkgConfig: "libdeflate"),
     .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq"),
+    .systemLibrary(name: "CMariaDB", path: "Sources/CMariaDB", pkgConfig: "libmariadb"),
     .systemLibrary(name: "CXXHash", path: "Sources/CXXHash", pkgConfig: "libxxhash"),
     .target(
       name: "BackupModel",
@@ -38,7 +39,7 @@ let package = Package(
     .target(
       name: "BackupEngines",
       dependencies: [
-        "BackupModel", "CSQLite", "CLibPQ", .product(name: "Crypto", package: "swift-crypto"),
+        "BackupModel", "CSQLite", "CLibPQ", "CMariaDB", .product(name: "Crypto", package: "swift-crypto"),
       ]
     ),
     .target(
@@ -73,6 +74,7 @@ let package = Package(
     .testTarget(name: "BackupEnginesTests", dependencies: ["BackupEngines", "TestSupport"]),
     .testTarget(name: "BackupCoreTests", dependencies: ["BackupCore", "TestSupport"]),
     .testTarget(name: "PostgresTests", dependencies: ["BackupEngines", "BackupCore", "TestSupport"]),
+    .testTarget(name: "MariaDBTests", dependencies: ["BackupEngines", "BackupCore", "TestSupport"]),
     .testTarget(name: "EndToEndTests", dependencies: ["ai-shell", "TestSupport"]),
   ],
   swiftLanguageModes: [.v6]

@@ -12,7 +12,7 @@ extension Backup {
     @Option(
       name: .shortAndLong,
       help:
-        "The database: a connection name, a SQLite file path, sqlite:///abs/path.db, or postgresql://user@host:port/db (password from PGPASSWORD or ~/.pgpass)."
+        "The database: a connection name, a SQLite file path, sqlite:///abs/path.db, postgresql://user@host:port/db (password from PGPASSWORD or ~/.pgpass), or mysql://user@host:port/db (also mariadb://; password from MYSQL_PWD or ~/.my.cnf)."
     )
     var database: String
 

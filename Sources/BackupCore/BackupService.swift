@@ -11,8 +11,9 @@ public final class BackupService {
   public let store: LocalStore
   public let catalog: Catalog
   public var logger: Logger
-  /// PostgreSQL only: the server (URL, password allowed) `verify --test` makes its scratch
-  /// database on; nil uses the backup's recorded location (password from PGPASSWORD/~/.pgpass).
+  /// PostgreSQL and MySQL/MariaDB: the server (URL, password allowed) `verify --test` makes its
+  /// scratch database on; nil uses the backup's recorded location (password from
+  /// PGPASSWORD/~/.pgpass, MYSQL_PWD/~/.my.cnf).
   public var testRestoreServer: String?
   public weak var progress: ProgressObserver?
   /// Identities and passphrase for reading encrypted backups.
@@ -102,6 +103,7 @@ public final class BackupService {
           format: options.format, tables: options.tables, lockTimeoutSeconds: options.lockTimeoutSeconds,
           createdAt: started),
         to: writer)
+      for w in dumped.warnings { logger.warning("\(w)") }
       let layout = try writer.finish()
       try encrypting?.finish()
       try output.close(sync: true)
@@ -110,7 +112,7 @@ public final class BackupService {
         id: id, name: options.name, createdAt: started, durationSeconds: Date().timeIntervalSince(started),
         database: .init(
           engine: locator.engineKind, location: locator.location, serverVersion: dumped.serverVersion,
-          sizeBytes: dumped.sizeBytes),
+          sizeBytes: dumped.sizeBytes, replicationPosition: dumped.replicationPosition),
         format: options.format,
         compression: .init(
           algorithm: options.compression, level: writer.level, memberSizeBytes: writer.memberSize),
@@ -295,8 +297,14 @@ public final class BackupService {
       let pg = PostgresEngine(
         url: try PostgresEngine.url(testRestoreServer ?? m.database.location, replacingDatabase: name))
       engine = pg
+    case .mysql:
+      // a scratch database on the backup's server (password from MYSQL_PWD or ~/.my.cnf)
+      let name = "ai_shell_verify_\(UUID().uuidString.prefix(8).lowercased())"
+      engine = MariaDBEngine(
+        url: try MariaDBEngine.url(testRestoreServer ?? m.database.location, replacingDatabase: name))
     }
     defer { if let pg = engine as? PostgresEngine { try? pg.dropDatabase() } }
+    defer { if let my = engine as? MariaDBEngine { try? my.dropDatabase() } }
     let (request, indices) = restoreRequest(m, tables: nil, dropExisting: false, continueOnError: false)
     let input = try openPayload(m).payload
     _ = try engine.restore(

@@ -59,10 +59,14 @@ public struct DatabaseLocator: Sendable {
         engineKind = .postgres
         connectionString = trimmed
         location = PostgresEngine.redact(trimmed)
-      case "mysql", "mariadb", "mongodb", "mongodb+srv":
+      case "mysql", "mariadb":
+        engineKind = .mysql
+        connectionString = trimmed
+        location = MariaDBEngine.redact(trimmed)
+      case "mongodb", "mongodb+srv":
         throw BackupError(
           .usage, "the \(scheme) engine is not available in this version of ai-shell",
-          hint: "only SQLite and PostgreSQL databases can be backed up so far")
+          hint: "only SQLite, PostgreSQL and MySQL/MariaDB databases can be backed up so far")
       default:
         throw BackupError(.usage, "unknown database URL scheme \"\(scheme)\"", hint: "use a SQLite file path")
       }
@@ -76,6 +80,7 @@ public struct DatabaseLocator: Sendable {
     switch engineKind {
     case .sqlite: return SQLiteEngine(path: location)
     case .postgres: return PostgresEngine(url: connectionString ?? location)
+    case .mysql: return MariaDBEngine(url: connectionString ?? location)
     }
   }
 }

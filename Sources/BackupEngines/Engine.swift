@@ -40,10 +40,19 @@ public struct DumpResult: Sendable {
   public var sizeBytes: Int64?
   /// Every schema object dumped, in creation order (goes into the manifest).
   public var objects: [SchemaObject]
-  public init(serverVersion: String, sizeBytes: Int64?, objects: [SchemaObject]) {
+  /// The binary log position of the snapshot (MySQL/MariaDB), recorded in the manifest.
+  public var replicationPosition: Manifest.ReplicationPosition?
+  /// Things the user should be told (logged as warnings by the caller).
+  public var warnings: [String]
+  public init(
+    serverVersion: String, sizeBytes: Int64?, objects: [SchemaObject],
+    replicationPosition: Manifest.ReplicationPosition? = nil, warnings: [String] = []
+  ) {
     self.serverVersion = serverVersion
     self.sizeBytes = sizeBytes
     self.objects = objects
+    self.replicationPosition = replicationPosition
+    self.warnings = warnings
   }
 }
 

@@ -41,6 +41,8 @@ public enum DumpFormat: String, Codable, CaseIterable, Sendable {
 public enum EngineKind: String, Codable, CaseIterable, Sendable {
   case sqlite
   case postgres
+  /// MySQL and MariaDB (one engine: `mysql://` and `mariadb://` URLs).
+  case mysql
 }
 
 /// The role of a part inside a backup file.

@@ -54,11 +54,32 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var location: String
     public var serverVersion: String
     public var sizeBytes: Int64?
-    public init(engine: EngineKind, location: String, serverVersion: String, sizeBytes: Int64?) {
+    /// MySQL/MariaDB: the binary log position of the backup's snapshot (absent for other engines
+    /// and when binary logging is off).
+    public var replicationPosition: ReplicationPosition?
+    public init(
+      engine: EngineKind, location: String, serverVersion: String, sizeBytes: Int64?,
+      replicationPosition: ReplicationPosition? = nil
+    ) {
       self.engine = engine
       self.location = location
       self.serverVersion = serverVersion
       self.sizeBytes = sizeBytes
+      self.replicationPosition = replicationPosition
+    }
+  }
+
+  /// Where a server's binary log stood at the backup's snapshot: point-in-time recovery replays
+  /// from here.
+  public struct ReplicationPosition: Codable, Sendable, Equatable {
+    public var binlogFile: String
+    public var binlogPosition: Int64
+    /// The GTID position (MariaDB `gtid_binlog_pos`, MySQL `gtid_executed`), when there is one.
+    public var gtid: String?
+    public init(binlogFile: String, binlogPosition: Int64, gtid: String?) {
+      self.binlogFile = binlogFile
+      self.binlogPosition = binlogPosition
+      self.gtid = gtid
     }
   }
 

@@ -25,7 +25,7 @@ import Testing
     for bad in ["", "sqlite://relative.db", "ftp://x"] {
       #expect { _ = try DatabaseLocator(bad) } throws: { ($0 as? BackupError)?.status == .usage }
     }
-    #expect { _ = try DatabaseLocator("mysql://u@h/db") } throws: {
+    #expect { _ = try DatabaseLocator("mongodb://u@h/db") } throws: {
       ($0 as? BackupError)?.description.contains("not available") == true
     }
     let pg = try DatabaseLocator("postgres://u:secret@h/db")

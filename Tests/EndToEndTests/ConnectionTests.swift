@@ -58,7 +58,12 @@ import Testing
     #expect(try cli.run(["connection", "add", "gone", missing, "--test"]).status == 2)
     #expect(!(try cli.run(["connection", "list"]).stdout.contains("gone")))
 
-    for url in ["mariadb://u@localhost/db", "mysql://u@localhost/db", "mongodb://localhost/db"] {
+    // MySQL/MariaDB is available: a server that is not there is a database error naming it
+    #expect(try cli.run(["connection", "add", "xmaria", "mariadb://u@127.0.0.1:1/db"]).status == 0)
+    let maria = try cli.run(["connection", "test", "xmaria"])
+    #expect(maria.status == 5)
+    #expect(maria.stderr.contains("cannot connect to MySQL/MariaDB at 127.0.0.1:1/db"), "\(maria.stderr)")
+    for url in ["mongodb://localhost/db"] {
       let add = try cli.run(["connection", "add", "x\(url.prefix(5))", url])
       #expect(add.status == 0, "\(add.stderr)")
       let test = try cli.run(["connection", "test", "x\(url.prefix(5))"])

@@ -12,6 +12,8 @@ import Foundation
 struct RowSetChecksum {
   private var sum: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
   private(set) var rows: Int64 = 0
+  /// Domain-separation prefix of the final hash (each engine's checksums have their own).
+  var domain = "ai-shell-pg-rows-v1"
 
   mutating func add(_ line: UnsafeRawBufferPointer) {
     var hasher = SHA256()
@@ -35,7 +37,7 @@ struct RowSetChecksum {
 
   func finalizeHex() -> String {
     var h = SHA256()
-    h.update(data: Array("ai-shell-pg-rows-v1".utf8))
+    h.update(data: Array(domain.utf8))
     var n = UInt64(bitPattern: rows).littleEndian
     withUnsafeBytes(of: &n) { h.update(bufferPointer: $0) }
     var s = (sum.0.littleEndian, sum.1.littleEndian, sum.2.littleEndian, sum.3.littleEndian)

@@ -1,0 +1,546 @@
+import BackupCore
+import BackupModel
+import Foundation
+import TestSupport
+import Testing
+
+@testable import BackupEngines
+
+// These tests need a real MariaDB server: scripts/test.sh starts one with
+// scripts/mariadb-test-server.sh and exports AI_SHELL_TEST_MARIADB_URL (a user with ALL privileges
+// and a password, over TCP on 127.0.0.1).
+
+func mariadbURL(_ test: String = #function) -> String? {
+  guard let url = ProcessInfo.processInfo.environment["AI_SHELL_TEST_MARIADB_URL"], !url.isEmpty else {
+    print("skipped: AI_SHELL_TEST_MARIADB_URL not set (\(test))")
+    return nil
+  }
+  return url
+}
+
+/// The parts of the test URL, so that the mariadb client gets the password through MYSQL_PWD.
+struct MyServer {
+  let host: String
+  let port: String
+  let user: String
+  let password: String
+
+  init(_ url: String) {
+    let c = URLComponents(string: url)!
+    host = c.host ?? "127.0.0.1"
+    port = String(c.port ?? 3306)
+    user = c.user ?? "root"
+    password = c.password ?? ""
+  }
+
+  func url(db: String, password pw: String? = nil) -> String {
+    "mysql://\(user):\(pw ?? password)@\(host):\(port)/\(db)"
+  }
+
+  /// Runs the mariadb client (script on stdin) against a database; throws on any error.
+  @discardableResult
+  func client(_ db: String?, _ sql: String, bytes: [UInt8]? = nil) throws -> String {
+    var args = [
+      "--no-defaults", "--default-character-set=utf8mb4", "--protocol=TCP", "-h", host, "-P", port, "-u",
+      user, "-N", "-B",
+    ]
+    if let db { args.append(db) }
+    let r = try runProcess(
+      "mariadb", args, stdin: bytes.map { Data($0) } ?? Data(sql.utf8), environment: ["MYSQL_PWD": password])
+    guard r.status == 0 else {
+      throw BackupError(.failure, "mariadb failed: \(String(decoding: r.stderr, as: UTF8.self))")
+    }
+    return String(decoding: r.stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+  }
+
+  func freshDatabase(_ label: String) throws -> MyScratch {
+    let s = unusedDatabase(label)
+    try client(nil, "CREATE DATABASE `\(s.name)` CHARACTER SET utf8mb4")
+    return s
+  }
+
+  func unusedDatabase(_ label: String) -> MyScratch {
+    MyScratch(server: self, name: "t_\(label)_\(UUID().uuidString.prefix(8).lowercased())")
+  }
+}
+
+final class MyScratch {
+  let server: MyServer
+  let name: String
+  init(server: MyServer, name: String) {
+    self.server = server
+    self.name = name
+  }
+  var url: String { server.url(db: name) }
+  var engine: MariaDBEngine { MariaDBEngine(url: url) }
+  @discardableResult func sql(_ s: String) throws -> String { try server.client(name, s) }
+  func exists() throws -> Bool {
+    try server.client(nil, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '\(name)'")
+      == "1"
+  }
+  deinit { _ = try? server.client(nil, "DROP DATABASE IF EXISTS `\(name)`") }
+}
+
+final class MyMemoryParts: PartOpener {
+  let parts: [[UInt8]]
+  var failPart: Int?
+  var failAfter = 0
+  init(_ parts: [[UInt8]]) { self.parts = parts }
+  func open(_ index: Int) throws -> ByteSource {
+    if index == failPart { return MyFailingSource(parts[index], after: failAfter) }
+    return MemorySource(parts[index])
+  }
+}
+
+/// Hands out the first `after` bytes, then throws as a part with a bad SHA-256 does.
+final class MyFailingSource: ByteSource {
+  let inner: MemorySource
+  init(_ bytes: [UInt8], after: Int) { inner = MemorySource(Array(bytes.prefix(after)), chunk: 101) }
+  func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+    let n = try inner.read(into: buffer)
+    if n == 0 { throw BackupError(.corrupt, "part sha256 mismatch (test)") }
+    return n
+  }
+}
+
+struct MyDumped {
+  var sink: MemorySink
+  var result: DumpResult
+  func request(tables: Set<String>? = nil, dropExisting: Bool = false, continueOnError: Bool = false)
+    -> RestoreRequest
+  {
+    RestoreRequest(
+      format: .sql, parts: sink.parts.map { RestorePart(kind: $0.kind, table: $0.table) },
+      objects: result.objects, tables: tables, dropExisting: dropExisting, continueOnError: continueOnError,
+      lockTimeoutSeconds: 5)
+  }
+  var opener: MyMemoryParts { MyMemoryParts(sink.parts.map(\.bytes)) }
+  var tableParts: [MemorySink.Part] { sink.parts.filter { $0.kind == .table } }
+  var tables: [String] { tableParts.map { $0.table! } }
+  var text: String { String(decoding: sink.allBytes, as: UTF8.self) }
+}
+
+func myDump(_ url: String, tables: [String]? = nil) throws -> MyDumped {
+  let sink = MemorySink()
+  let result = try MariaDBEngine(url: url).dump(
+    options: DumpOptions(format: .sql, tables: tables, lockTimeoutSeconds: 5), to: sink)
+  return MyDumped(sink: sink, result: result)
+}
+
+func expectStatsMatch(_ stats: [String: TableStats], _ dumped: MyDumped) {
+  for part in dumped.tableParts {
+    let s = stats[part.table!]
+    #expect(s?.rows == part.rows, "rows of \(part.table!)")
+    #expect(s?.contentChecksum == part.contentChecksum, "checksum of \(part.table!)")
+  }
+}
+
+/// Every type and object kind the fidelity tests check.
+let myFidelitySQL = #"""
+  CREATE TABLE nums (id INT PRIMARY KEY AUTO_INCREMENT, ti TINYINT, b1 TINYINT(1), bi BIGINT, ubi BIGINT UNSIGNED,
+    d DECIMAL(65,30), f FLOAT, db DOUBLE, bits BIT(13), bit1 BIT(1), y YEAR) ENGINE=InnoDB;
+  INSERT INTO nums VALUES
+    (1, -128, 1, -9223372036854775808, 18446744073709551615,
+     -99999999999999999999999999999999999.999999999999999999999999999999, -3.40282e38, -1.7976931348623157e308,
+     b'1111111111111', b'1', 1901),
+    (2, 127, 0, 9223372036854775807, 0, 0.000000000000000000000000000001, 1.17549e-38, 2.2250738585072014e-308,
+     b'0', b'0', 2155),
+    (3, 0, NULL, 0, 9223372036854775808, 12345678901234567890.123456789012345678901234567890, 0.1, 0.1,
+     NULL, NULL, 0),
+    (4, NULL, NULL, NULL, NULL, NULL, NULL, 4.9e-324, b'1010101010101', NULL, NULL),
+    (5, 1, 1, 1, 1, -0.5, 3.4028234e38, 1.7976931348623157e308, b'1', b'1', 2000);
+  INSERT INTO nums (ti) VALUES (9);
+  DELETE FROM nums WHERE ti = 9;
+  CREATE TABLE texts (id INT PRIMARY KEY, t VARCHAR(200), c CHAR(10), tx TEXT, lt LONGTEXT,
+    bin BINARY(4), vb VARBINARY(300), bl BLOB, lb LONGBLOB, j JSON, e ENUM('a', 'b c', ''), s SET('x', 'y', 'z'))
+    DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+  INSERT INTO texts VALUES
+    (1, 'ünïcødé 😀 𝄞 日本語', 'pad', 'trailing spaces   ', 'back\\slash \'quote\' "dq" \n newline \r cr \t tab \Z ctrlz \0 nul',
+     X'00FF7F80', X'000102', NULL, NULL, '{"a": [1, 2.50, null], "b": "x\\"y"}', 'b c', 'x,z'),
+    (2, '', '', '', '', X'00000000', X'', X'', X'', '[]', '', ''),
+    (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+    (4, 'semi;colon -- not a comment /* nor this */ # nor this ;; DELIMITER', 'a ', ' ', REPEAT('long ', 10000),
+     X'61626364', X'FFFE', X'5C27220D0A1A00', X'00', 'null', 'a', 'x,y,z');
+  UPDATE texts SET vb = (SELECT UNHEX(GROUP_CONCAT(LPAD(HEX(seq), 2, '0') ORDER BY seq SEPARATOR '')) FROM seq_0_to_255),
+    bl = (SELECT UNHEX(GROUP_CONCAT(LPAD(HEX(255 - seq), 2, '0') ORDER BY seq SEPARATOR '')) FROM seq_0_to_255),
+    lb = (SELECT UNHEX(REPEAT(GROUP_CONCAT(LPAD(HEX(seq), 2, '0') ORDER BY seq SEPARATOR ''), 300)) FROM seq_0_to_255)
+    WHERE id = 3;
+  CREATE TABLE times (id INT PRIMARY KEY, d DATE, dt DATETIME(6), ts TIMESTAMP NULL DEFAULT NULL, tm TIME(6), tm0 TIME);
+  INSERT INTO times VALUES
+    (1, '1000-01-01', '1000-01-01 00:00:00.000000', '1970-01-01 00:00:01', '-838:59:59.000000', '838:59:59'),
+    (2, '9999-12-31', '9999-12-31 23:59:59.999999', '2038-01-19 03:14:07', '123:45:59.5', '-00:00:01'),
+    (3, '0000-00-00', '0000-00-00 00:00:00', NULL, '00:00:00', NULL),
+    (4, '2024-02-29', '2024-02-29 12:34:56.123456', '2024-02-29 12:34:56', '-25:00:00.000001', '24:00:00');
+  CREATE TABLE `we``ird tab le` (`col ``1`` x` INT PRIMARY KEY AUTO_INCREMENT, `the value` VARCHAR(20),
+    twice INT AS (`col ``1`` x` * 2) VIRTUAL, stored_len INT AS (CHAR_LENGTH(`the value`)) STORED,
+    hidden INT INVISIBLE DEFAULT 7) AUTO_INCREMENT=1000;
+  INSERT INTO `we``ird tab le` (`the value`) VALUES ('one'), ('two'), (NULL);
+  INSERT INTO `we``ird tab le` (`col ``1`` x`, `the value`, hidden) VALUES (5000, 'five thousand', 8);
+  DELETE FROM `we``ird tab le` WHERE `col ``1`` x` = 5000;
+  CREATE TABLE parent (id INT PRIMARY KEY) ENGINE=InnoDB;
+  CREATE TABLE child (id INT PRIMARY KEY, pid INT, CONSTRAINT fk_child FOREIGN KEY (pid) REFERENCES parent (id)
+    ON DELETE CASCADE) ENGINE=InnoDB;
+  INSERT INTO parent SELECT seq FROM seq_1_to_50;
+  INSERT INTO child SELECT seq, (seq % 50) + 1 FROM seq_1_to_200;
+  CREATE TABLE big (id BIGINT PRIMARY KEY AUTO_INCREMENT, payload VARCHAR(400));
+  INSERT INTO big (payload) SELECT REPEAT(MD5(seq), 10) FROM seq_1_to_20000;
+  CREATE TABLE empty_t (x INT);
+  CREATE TABLE audit (n INT);
+  CREATE VIEW v_base AS SELECT id, t FROM texts WHERE id < 3;
+  CREATE VIEW `a view on a view` AS SELECT COUNT(*) AS c FROM v_base;
+  DELIMITER ;;
+  CREATE PROCEDURE add_parent(IN n INT)
+  BEGIN
+    INSERT INTO parent VALUES (n); -- a comment; with a semicolon
+    SELECT 'done;' AS s;
+  END;;
+  CREATE FUNCTION twice(x INT) RETURNS INT DETERMINISTIC
+  BEGIN
+    RETURN x * 2;
+  END;;
+  CREATE TRIGGER child_audit AFTER INSERT ON child FOR EACH ROW
+  BEGIN
+    INSERT INTO audit VALUES (NEW.id);
+  END;;
+  DELIMITER ;
+  CREATE EVENT nightly ON SCHEDULE EVERY 1 DAY STARTS '2030-01-01 00:00:00' DISABLE DO DELETE FROM audit;
+  """#
+
+/// Facts about a database that a faithful restore must reproduce.
+func myShape(_ db: MyScratch) throws -> String {
+  try db.sql(
+    """
+    SELECT CONCAT('tbl ', TABLE_NAME, ' ', TABLE_TYPE, ' ', IFNULL(AUTO_INCREMENT, '-')) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()
+    UNION ALL SELECT CONCAT('col ', TABLE_NAME, '.', COLUMN_NAME, ' ', COLUMN_TYPE, ' ', EXTRA, ' ', IFNULL(GENERATION_EXPRESSION, '')) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()
+    UNION ALL SELECT CONCAT('fk ', CONSTRAINT_NAME, ' ', TABLE_NAME, ' ', REFERENCED_TABLE_NAME, ' ', DELETE_RULE) FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE()
+    UNION ALL SELECT CONCAT('rtn ', ROUTINE_TYPE, ' ', ROUTINE_NAME) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE()
+    UNION ALL SELECT CONCAT('trg ', TRIGGER_NAME, ' ', EVENT_OBJECT_TABLE) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()
+    UNION ALL SELECT CONCAT('evt ', EVENT_NAME, ' ', STATUS) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE()
+    UNION ALL SELECT CONCAT('view ', c) FROM `a view on a view`
+    UNION ALL SELECT CONCAT('fn ', twice(21))
+    UNION ALL SELECT CONCAT('hidden ', SUM(hidden)) FROM `we``ird tab le`
+    UNION ALL SELECT CONCAT('md5 ', MD5(lb), ' ', MD5(vb), ' ', MD5(bl)) FROM texts WHERE id = 3
+    UNION ALL SELECT CONCAT('num ', id, ' ', IFNULL(HEX(bits), '-'), ' ', IFNULL(d, '-'), ' ', IFNULL(f, '-'), ' ', IFNULL(db, '-'), ' ', IFNULL(ubi, '-')) FROM nums
+    UNION ALL SELECT CONCAT('time ', id, ' ', IFNULL(dt, '-'), ' ', IFNULL(ts, '-'), ' ', IFNULL(tm, '-'), ' ', IFNULL(tm0, '-')) FROM times
+    UNION ALL SELECT CONCAT('text ', id, ' ', IFNULL(HEX(t), '-'), ' ', IFNULL(HEX(tx), '-'), ' ', IFNULL(HEX(bin), '-'), ' ', IFNULL(e, '-'), ' ', IFNULL(s, '-'), ' ', IFNULL(j, '-')) FROM texts
+    ORDER BY 1
+    """)
+}
+
+@Suite(.serialized) struct MariaDBEngineTests {
+  @Test func roundTripAndInterop() throws {
+    guard let url = mariadbURL() else { return }
+    let server = MyServer(url)
+    let source = try server.freshDatabase("src")
+    try source.sql(myFidelitySQL)
+
+    let probe = try source.engine.probe()
+    #expect(probe.engine == .mysql)
+    #expect(probe.serverVersion.contains("MariaDB"))
+    #expect(probe.tables.contains("we`ird tab le"))
+    #expect(!probe.tables.contains("v_base"))
+
+    let dumped = try myDump(source.url)
+    #expect(dumped.sink.parts.first?.kind == .schema)
+    #expect(dumped.sink.parts.last?.kind == .postData)
+    #expect(
+      Set(dumped.tables) == [
+        "audit", "big", "child", "empty_t", "nums", "parent", "texts", "times", "we`ird tab le",
+      ])
+    #expect(dumped.tableParts.first { $0.table == "big" }?.rows == 20000)
+    #expect(dumped.text.contains(#"-- ai-shell: {"type":"table","name":"nums","table":"nums"}"#))
+    #expect(dumped.text.contains("DELIMITER ;;"))
+    #expect(!dumped.text.contains("DEFINER="))
+    let position = try #require(dumped.result.replicationPosition)
+    #expect(position.binlogFile.hasPrefix("mysql-bin."))
+    #expect(position.binlogPosition > 0)
+    for (type, name) in [
+      ("view", "v_base"), ("view", "a view on a view"), ("procedure", "add_parent"), ("function", "twice"),
+      ("trigger", "child_audit"), ("event", "nightly"),
+    ] {
+      #expect(dumped.result.objects.contains { $0.type == type && $0.name == name }, "\(type) \(name)")
+    }
+    expectStatsMatch(try source.engine.tableStats(dumped.tables), dumped)
+
+    // restore through the engine into a database that does not exist yet
+    let target = server.unusedDatabase("dst")
+    let notes = try target.engine.checkRestore(dumped.request())
+    #expect(notes.contains { $0.hasPrefix("would create database") })
+    #expect(try !target.exists())
+    let report = try target.engine.restore(dumped.request(), parts: dumped.opener)
+    #expect(report.statementsFailed == 0)
+    #expect(report.notes.contains { $0.hasPrefix("created database") })
+    #expect(report.tables.first { $0.name == "big" }?.rows == 20000)
+    expectStatsMatch(try target.engine.tableStats(dumped.tables), dumped)
+    #expect(try myShape(target) == myShape(source))
+    // the trigger was created after the data (it did not fire on restored rows) and works
+    #expect(try target.sql("SELECT COUNT(*) FROM audit") == "0")
+    try target.sql("INSERT INTO parent VALUES (1000); INSERT INTO child VALUES (1000, 1000)")
+    #expect(try target.sql("SELECT COUNT(*) FROM audit") == "1")
+    // AUTO_INCREMENT carried over
+    try target.sql("INSERT INTO `we``ird tab le` (`the value`) VALUES ('next')")
+    #expect(try target.sql("SELECT MAX(`col ``1`` x`) FROM `we``ird tab le`") == "5001")
+
+    // interop: the concatenated file restores with the mariadb client, also through zstd
+    let viaClient = try server.freshDatabase("cli")
+    let dir = TempDir()
+    let file = dir.file("dump.sql.zst")
+    let raw = dir.file("dump.sql")
+    try Data(dumped.sink.allBytes).write(to: URL(fileURLWithPath: raw))
+    #expect(try shell("zstd -q -o '\(file)' '\(raw)'").status == 0)
+    let r = try shell(
+      "zstd -dc '\(file)' | mariadb --no-defaults --protocol=TCP -h \(server.host) -P \(server.port) -u \(server.user) \(viaClient.name)",
+      environment: ["MYSQL_PWD": server.password])
+    #expect(r.status == 0, "\(r.stderr)")
+    expectStatsMatch(try viaClient.engine.tableStats(dumped.tables), dumped)
+    #expect(try myShape(viaClient) == myShape(source))
+  }
+
+  @Test func restoreRefusesExistingTablesAndDropsOnlyTheBackups() throws {
+    guard let url = mariadbURL() else { return }
+    let server = MyServer(url)
+    let source = try server.freshDatabase("src")
+    try source.sql(
+      "CREATE TABLE t (id INT PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a'), (2, NULL); CREATE TABLE u (x INT); INSERT INTO u VALUES (7); CREATE VIEW vv AS SELECT * FROM u"
+    )
+    let dumped = try myDump(source.url)
+    let target = try server.freshDatabase("dst")
+    try target.sql("CREATE TABLE keep_me (y INT); INSERT INTO keep_me VALUES (1)")
+    _ = try target.engine.restore(dumped.request(), parts: dumped.opener)
+    #expect(throws: BackupError.self) { try target.engine.checkRestore(dumped.request()) }
+    do {
+      _ = try target.engine.restore(dumped.request(), parts: dumped.opener)
+      Issue.record("restore over existing tables must be refused")
+    } catch let e as BackupError {
+      #expect(e.status == .refused)
+    }
+    try target.sql("INSERT INTO t VALUES (3, 'b')")
+    let report = try target.engine.restore(dumped.request(dropExisting: true), parts: dumped.opener)
+    #expect(report.notes.contains { $0.contains("dropped table \"t\"") })
+    #expect(report.notes.contains { $0.contains("dropped view \"vv\"") })
+    #expect(try target.sql("SELECT COUNT(*) FROM t") == "2")
+    #expect(try target.sql("SELECT COUNT(*) FROM keep_me") == "1")
+    expectStatsMatch(try target.engine.tableStats(dumped.tables), dumped)
+
+    // --tables: only that table
+    let partial = try server.freshDatabase("part")
+    let r = try partial.engine.restore(dumped.request(tables: ["u"]), parts: dumped.opener)
+    #expect(r.tables.map(\.name) == ["u"])
+    #expect(
+      try partial.sql("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()") == "1"
+    )
+    #expect(try partial.sql("SELECT x FROM u") == "7")
+    #expect(throws: BackupError.self) { try partial.engine.checkRestore(dumped.request(tables: ["nope"])) }
+
+    // --tables at backup time
+    let only = try myDump(source.url, tables: ["u"])
+    #expect(only.tables == ["u"])
+    #expect(!only.result.objects.contains { $0.type == "view" })
+    do {
+      _ = try myDump(source.url, tables: ["nope"])
+      Issue.record("an unknown table must fail")
+    } catch let e as BackupError {
+      #expect(e.status == .notFound)
+    }
+  }
+
+  @Test func corruptPartLeavesNothingBehind() throws {
+    guard let url = mariadbURL() else { return }
+    let server = MyServer(url)
+    let source = try server.freshDatabase("src")
+    try source.sql(
+      "CREATE TABLE a (id INT); INSERT INTO a SELECT seq FROM seq_1_to_5000; CREATE TABLE b (id INT PRIMARY KEY); INSERT INTO b VALUES (1); CREATE VIEW vb AS SELECT * FROM b"
+    )
+    let dumped = try myDump(source.url)
+    for failPart in [1, dumped.sink.parts.count - 1] {
+      let target = try server.freshDatabase("dst")
+      try target.sql("CREATE TABLE keep_me (y INT)")
+      let opener = dumped.opener
+      opener.failPart = failPart
+      opener.failAfter = dumped.sink.parts[failPart].bytes.count / 2
+      do {
+        _ = try target.engine.restore(dumped.request(), parts: opener)
+        Issue.record("a corrupt part must fail the restore")
+      } catch let e as BackupError {
+        #expect(e.status == .corrupt)
+      }
+      #expect(
+        try target.sql(
+          "SELECT GROUP_CONCAT(TABLE_NAME) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()")
+          == "keep_me")
+      // a restore that created its database removes it again
+      let fresh = server.unusedDatabase("new")
+      _ = try? fresh.engine.restore(dumped.request(), parts: opener)
+      #expect(try !fresh.exists())
+    }
+  }
+
+  @Test func connectionErrorsAreClearAndSecretFree() throws {
+    guard let url = mariadbURL() else { return }
+    let server = MyServer(url)
+    let secret = "Wr0ng-S3cret-pw"
+    do {
+      _ = try MariaDBEngine(url: server.url(db: "mysql", password: secret)).probe()
+      Issue.record("wrong password must fail")
+    } catch let e as BackupError {
+      #expect(e.status == .database)
+      #expect(!e.description.contains(secret))
+      #expect(!e.description.contains(server.password))
+      #expect(e.description.contains("\(server.host):\(server.port)"))
+      #expect(e.description.contains("Access denied"))
+    }
+    do {
+      _ = try MariaDBEngine(url: server.url(db: "no_such_db_here")).probe()
+      Issue.record("missing database must fail")
+    } catch let e as BackupError {
+      #expect(e.status == .notFound)
+      #expect(e.description.contains("no_such_db_here"))
+      #expect(!e.description.contains(server.password))
+    }
+    do {
+      _ = try MariaDBEngine(url: "mysql://\(server.user):\(secret)@127.0.0.1:1/x").probe()
+      Issue.record("a server that is not running must fail")
+    } catch let e as BackupError {
+      #expect(e.status == .database)
+      #expect(e.description.contains("127.0.0.1:1"))
+      #expect(!e.description.contains(secret))
+    }
+  }
+
+  @Test func locatorAndRedaction() throws {
+    let l = try DatabaseLocator("mysql://me:s3cr%40t@db.example:3307/app?ssl=true")
+    #expect(l.engineKind == .mysql)
+    #expect(l.location == "mysql://me@db.example:3307/app?ssl=true")
+    #expect(try DatabaseLocator("mariadb://h/db").engineKind == .mysql)
+    let u = try MyURL("mariadb://me:s3cr%40t@db.example:3307/app?defaults-file=/x/my.cnf")
+    #expect(u.password == "s3cr@t")
+    #expect(u.database == "app")
+    #expect(u.port == 3307)
+    #expect(u.options["defaults-file"] == "/x/my.cnf")
+    #expect(throws: BackupError.self) { _ = try MyURL("mysql://h/db?bogus=1") }
+    let other = try MariaDBEngine.url("mysql://me:p%40w%2Fx@h:1/app?ssl=1", replacingDatabase: "scratch")
+    #expect(try MyURL(other).database == "scratch")
+    #expect(try MyURL(other).password == "p@w/x")
+    #expect(try MyURL(other).options["ssl"] == "1")
+    #expect(MariaDBEngine.redact(other) == "mysql://me@h:1/scratch?ssl=1")
+  }
+
+  @Test func passwordFromOptionFileAndEnvironment() throws {
+    guard let url = mariadbURL() else { return }
+    let server = MyServer(url)
+    let dir = TempDir()
+    let cnf = dir.file("my.cnf")
+    try "[client]\npassword=\(server.password)\n".write(toFile: cnf, atomically: true, encoding: .utf8)
+    let viaFile = "mysql://\(server.user)@\(server.host):\(server.port)/mysql?defaults-file=\(cnf)"
+    #expect(try MariaDBEngine(url: viaFile).probe().engine == .mysql)
+    // MYSQL_PWD when the URL has no password
+    setenv("MYSQL_PWD", server.password, 1)
+    defer { unsetenv("MYSQL_PWD") }
+    #expect(
+      try MariaDBEngine(url: "mysql://\(server.user)@\(server.host):\(server.port)/mysql").probe().engine
+        == .mysql)
+  }
+
+  @Test func snapshotHidesConcurrentTransfers() throws {
+    guard let url = mariadbURL() else { return }
+    let server = MyServer(url)
+    let source = try server.freshDatabase("src")
+    try source.sql(
+      """
+      CREATE TABLE checking (id INT PRIMARY KEY, bal BIGINT NOT NULL) ENGINE=InnoDB;
+      CREATE TABLE savings (id INT PRIMARY KEY, bal BIGINT NOT NULL) ENGINE=InnoDB;
+      INSERT INTO checking SELECT seq, 1000 FROM seq_1_to_1000;
+      CREATE TABLE filler (id INT, pad VARCHAR(300)) ENGINE=InnoDB;
+      INSERT INTO filler SELECT seq, REPEAT('x', 200) FROM seq_1_to_100000;
+      INSERT INTO savings SELECT seq, 1000 FROM seq_1_to_1000;
+      """)
+    let total = "2000000"
+    let stop = MyStopFlag()
+    let writerURL = source.url
+    let done = DispatchSemaphore(value: 0)
+    Thread.detachNewThread {
+      defer { done.signal() }
+      guard let db = try? MyConnection(try MyURL(writerURL)) else { return }
+      var i = 0
+      while !stop.isSet {
+        i += 1
+        let from = i % 1000 + 1
+        let to = (i * 7) % 1000 + 1
+        _ = try? db.exec("START TRANSACTION")
+        _ = try? db.exec("UPDATE checking SET bal = bal - 5 WHERE id = \(from)")
+        _ = try? db.exec("UPDATE savings SET bal = bal + 5 WHERE id = \(to)")
+        _ = try? db.exec("COMMIT")
+        stop.count(i)
+      }
+    }
+    while stop.transfers < 50 { Thread.sleep(forTimeInterval: 0.01) }
+    let before = stop.transfers
+    let dumped = try myDump(source.url)
+    let during = stop.transfers - before
+    stop.set()
+    done.wait()
+    #expect(during > 0, "the writer must run during the dump")
+    #expect(
+      try source.sql("SELECT (SELECT SUM(bal) FROM checking) + (SELECT SUM(bal) FROM savings)") == total)
+    let target = try server.freshDatabase("dst")
+    _ = try target.engine.restore(dumped.request(), parts: dumped.opener)
+    #expect(
+      try target.sql("SELECT (SELECT SUM(bal) FROM checking) + (SELECT SUM(bal) FROM savings)") == total)
+    expectStatsMatch(try target.engine.tableStats(dumped.tables), dumped)
+  }
+
+  @Test func myisamTablesWarnAndStayConsistent() throws {
+    guard let url = mariadbURL() else { return }
+    let server = MyServer(url)
+    let source = try server.freshDatabase("src")
+    try source.sql(
+      "CREATE TABLE m (id INT PRIMARY KEY, v INT) ENGINE=MyISAM; INSERT INTO m SELECT seq, seq FROM seq_1_to_1000; CREATE TABLE i (id INT) ENGINE=InnoDB; INSERT INTO i VALUES (1)"
+    )
+    let dumped = try myDump(source.url)
+    #expect(
+      dumped.result.warnings.contains { $0.contains("\"m\" (MyISAM)") && $0.contains("not transactional") })
+    let target = try server.freshDatabase("dst")
+    _ = try target.engine.restore(dumped.request(), parts: dumped.opener)
+    expectStatsMatch(try target.engine.tableStats(dumped.tables), dumped)
+  }
+
+  @Test func verifyTestThroughTheService() throws {
+    guard let url = mariadbURL() else { return }
+    let server = MyServer(url)
+    let source = try server.freshDatabase("src")
+    try source.sql(
+      "CREATE TABLE t (id INT PRIMARY KEY AUTO_INCREMENT, v TEXT); INSERT INTO t (v) SELECT MD5(seq) FROM seq_1_to_1000"
+    )
+    let dir = TempDir()
+    let service = BackupService(backupDirectory: dir.path)
+    service.testRestoreServer = url
+    let summary = try service.create(
+      .init(
+        database: source.url, name: nil, compression: .zstd, level: nil, format: .sql, tables: nil,
+        verify: true, lockTimeoutSeconds: 5))
+    let manifest = try String(contentsOfFile: dir.file("\(summary.id).manifest.json"), encoding: .utf8)
+    #expect(!manifest.contains(server.password))
+    #expect(manifest.contains("\"engine\" : \"mysql\"") || manifest.contains("\"engine\":\"mysql\""))
+    #expect(manifest.contains("binlogFile"))
+    let report = try service.verify(summary.id, deep: true, test: true)
+    #expect(report.ok, "\(report.checks)")
+    #expect(
+      try server.client(
+        nil, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'ai_shell_verify_%'")
+        == "0")
+    // restore through the service into a new database
+    let target = server.unusedDatabase("svc")
+    _ = try service.restore(summary.id, options: .init(target: target.url))
+    #expect(try target.sql("SELECT COUNT(*) FROM t") == "1000")
+  }
+}
+
+final class MyStopFlag: @unchecked Sendable {
+  private let lock = NSLock()
+  private var stopped = false
+  private var n = 0
+  var isSet: Bool { lock.withLock { stopped } }
+  var transfers: Int { lock.withLock { n } }
+  func set() { lock.withLock { stopped = true } }
+  func count(_ i: Int) { lock.withLock { n = i } }
+}
