@@ -43,22 +43,7 @@ extension Backup {
     @Flag(help: "Show progress and log lines on stderr.")
     var verbose = false
 
-    @Flag(help: "Encrypt the backup file with age (to --recipient keys or a passphrase).")
-    var encrypt = false
-
-    @Option(
-      name: .customLong("recipient"),
-      help: ArgumentHelp("An age public key (age1...) to encrypt to; repeatable.", valueName: "age1..."))
-    var recipients: [String] = []
-
-    @Option(help: ArgumentHelp("A file of age public keys, one per line; repeatable.", valueName: "file"))
-    var recipientsFile: [String] = []
-
-    @Option(
-      help: ArgumentHelp(
-        "Encrypt with the passphrase in this file (else $AI_SHELL_PASSPHRASE; never a flag value).",
-        valueName: "file"))
-    var passphraseFile: String?
+    @OptionGroup var encryption: EncryptOptions
 
     @OptionGroup var common: CommonOptions
 
@@ -67,30 +52,14 @@ extension Backup {
       guard (lockTimeout ?? 0) >= 0 else {
         throw ValidationError("--lock-timeout must be zero or more seconds")
       }
-      if !encrypt && (!recipients.isEmpty || !recipientsFile.isEmpty || passphraseFile != nil) {
-        throw ValidationError("--recipient, --recipients-file and --passphrase-file need --encrypt")
-      }
-    }
-
-    /// The recipients, or a passphrase when no key is given.
-    func encryptionRequest() throws -> EncryptionRequest? {
-      guard encrypt else { return nil }
-      var keys = try SecretSource.recipients(recipients, files: recipientsFile)
-      // no key on the command line: the config's recipients, unless a passphrase file was named
-      if keys.isEmpty && passphraseFile == nil { keys = try common.loadConfig().encryption.recipients }
-      let passphrase = keys.isEmpty ? try SecretSource.passphrase(file: passphraseFile) : nil
-      if !keys.isEmpty && passphraseFile != nil {
-        throw BackupError(.usage, "an age passphrase cannot be combined with --recipient keys")
-      }
-      return EncryptionRequest(
-        recipients: keys, passphrase: passphrase, workFactor: try SecretSource.workFactor())
+      try encryption.validate()
     }
 
     func run() throws {
       let service = common.service(verbose: verbose)
       let progress = ProgressPrinter()
       if verbose { service.progress = progress }
-      let encryption = try encryptionRequest()
+      let encryption = try self.encryption.request(config: common.loadConfig())
       // a passphrase backup can be checked by --verify with the same passphrase
       service.keys = DecryptionKeys(passphrase: encryption?.passphrase)
       // config-file defaults (ConfigSupport.swift)

@@ -10,7 +10,8 @@ extension Backup {
       discussion: """
         The destination is a folder (an existing one, one ending in /, or a new name without a dot; \
         created) or a file path. The copy is checked against the manifest while it is written. \
-        --compress re-encodes every member (the manifest beside the copy describes the copy). \
+        --compress re-encodes every member and --encrypt encrypts the copy with age (the manifest \
+        beside the copy describes the copy). \
         Existing files are never overwritten without --force (exit 9).
         """)
 
@@ -34,10 +35,13 @@ extension Backup {
     @Flag(help: "Overwrite existing files at the destination.")
     var force = false
 
+    @OptionGroup var encryption: EncryptOptions
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
       if level != nil && compress == nil { throw ValidationError("--level needs --compress") }
+      try encryption.validate()
     }
 
     func run() throws {
@@ -45,7 +49,7 @@ extension Backup {
         id,
         options: .init(
           destination: destination, includeMetadata: includeMetadata, compression: compress, level: level,
-          force: force))
+          force: force, encryption: try encryption.request(config: common.loadConfig())))
       if common.json {
         print(try Render.json(outcome))
       } else {

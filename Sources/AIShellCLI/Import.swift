@@ -37,10 +37,13 @@ extension Backup {
     @Flag(help: "Replace a backup with the same id.")
     var force = false
 
+    @OptionGroup var decrypt: DecryptOptions
+
     @OptionGroup var common: CommonOptions
 
     func run() throws {
       let service = common.service()
+      service.keys = try decrypt.keys(configured: common.loadConfig().encryption.identityFile)
       let outcome = try service.importBackup(
         .init(
           source: source, verify: verify, database: try database.map { try common.resolveDatabase($0) },

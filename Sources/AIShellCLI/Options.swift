@@ -67,3 +67,43 @@ struct DecryptOptions: ParsableArguments {
     return DecryptionKeys(identityFiles: files, passphrase: try SecretSource.passphrase(file: passphraseFile))
   }
 }
+
+/// `--encrypt` and where its keys come from (create, export).
+struct EncryptOptions: ParsableArguments {
+  @Flag(help: "Encrypt the backup file with age (to --recipient keys or a passphrase).")
+  var encrypt = false
+
+  @Option(
+    name: .customLong("recipient"),
+    help: ArgumentHelp("An age public key (age1...) to encrypt to; repeatable.", valueName: "age1..."))
+  var recipients: [String] = []
+
+  @Option(help: ArgumentHelp("A file of age public keys, one per line; repeatable.", valueName: "file"))
+  var recipientsFile: [String] = []
+
+  @Option(
+    help: ArgumentHelp(
+      "Encrypt with the passphrase in this file (else $AI_SHELL_PASSPHRASE; never a flag value).",
+      valueName: "file"))
+  var passphraseFile: String?
+
+  func validate() throws {
+    if !encrypt && (!recipients.isEmpty || !recipientsFile.isEmpty || passphraseFile != nil) {
+      throw ValidationError("--recipient, --recipients-file and --passphrase-file need --encrypt")
+    }
+  }
+
+  /// The recipients (flags, else the config's `encryption.recipients`), or a passphrase when
+  /// there is no key; nil without --encrypt.
+  func request(config: Config) throws -> EncryptionRequest? {
+    guard encrypt else { return nil }
+    var keys = try SecretSource.recipients(recipients, files: recipientsFile)
+    if keys.isEmpty && passphraseFile == nil { keys = config.encryption.recipients }
+    if !keys.isEmpty && passphraseFile != nil {
+      throw BackupError(.usage, "an age passphrase cannot be combined with --recipient keys")
+    }
+    let passphrase = keys.isEmpty ? try SecretSource.passphrase(file: passphraseFile) : nil
+    return EncryptionRequest(
+      recipients: keys, passphrase: passphrase, workFactor: try SecretSource.workFactor())
+  }
+}

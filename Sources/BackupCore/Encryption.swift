@@ -54,6 +54,23 @@ public struct DecryptionKeys: Sendable {
 
   public var isEmpty: Bool { identityFiles.isEmpty && passphrase == nil }
 
+  /// Encryption to the same keys: the public keys of the X25519 identities, else the passphrase.
+  public func encryptionRequest() throws -> EncryptionRequest {
+    var recipients: [String] = []
+    for file in identityFiles {
+      guard let data = FileManager.default.contents(atPath: file) else {
+        throw BackupError(.notFound, "cannot read identity file \(file)")
+      }
+      for line in String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline)
+      where line.hasPrefix("AGE-SECRET-KEY-1") {
+        recipients.append(try Age.recipient(of: String(line)))
+      }
+    }
+    return EncryptionRequest(
+      recipients: recipients, passphrase: recipients.isEmpty ? passphrase : nil,
+      workFactor: try SecretSource.workFactor())
+  }
+
   public func identities() throws -> [AgeIdentity] {
     var out: [AgeIdentity] = []
     for file in identityFiles {

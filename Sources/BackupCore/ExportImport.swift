@@ -18,11 +18,14 @@ extension BackupService {
     public var compression: CompressionAlgorithm?
     public var level: Int?
     public var force: Bool
+    /// Encrypt the copy with age (nil: the copy is as the backup is).
+    public var encryption: EncryptionRequest?
     public init(
       destination: String, includeMetadata: Bool = true, compression: CompressionAlgorithm? = nil,
       level: Int? = nil,
-      force: Bool = false
+      force: Bool = false, encryption: EncryptionRequest? = nil
     ) {
+      self.encryption = encryption
       self.destination = destination
       self.includeMetadata = includeMetadata
       self.compression = compression
@@ -49,6 +52,11 @@ extension BackupService {
   /// the destination on failure. Existing files are refused unless `force`.
   public func export(_ idOrPrefix: String, options: ExportOptions) throws -> ExportOutcome {
     let m = try manifest(for: idOrPrefix)
+    // fail closed before any work
+    let recipients = try options.encryption?.ageRecipients()
+    if recipients != nil && m.encryption != nil {
+      throw BackupError(.usage, "backup \(m.id) is already encrypted", hint: "export it without --encrypt")
+    }
     guard let size = try store.size(of: m.file.name) else {
       throw BackupError(.notFound, "backup file \(m.file.name) is missing")
     }
@@ -66,9 +74,9 @@ extension BackupService {
     }
     let algorithm = options.compression ?? m.compression.algorithm
     let defaultName =
-      recompress
-      ? m.id + m.format.fileExtension + algorithm.fileExtension
-      : m.file.name
+      (recompress
+        ? m.id + m.format.fileExtension + algorithm.fileExtension
+        : m.file.name) + (recipients != nil ? ".age" : "")
     let (directory, fileName) = try exportTarget(options.destination, defaultName: defaultName)
     let target = LocalStore(directory: directory)
     let filePath = try target.path(of: fileName)
@@ -94,9 +102,13 @@ extension BackupService {
     var copy = m
     do {
       let input = try store.openForReading(m.file.name)
+      // out <- SHA-256 of the copy <- age (with --encrypt) <- the member stream
+      let hashing = HashingOutput(out)
+      let encrypting = try recipients.map { try AgeEncryptingOutput(output: hashing, recipients: $0) }
+      let payload: ByteOutput = encrypting ?? hashing
+      let payloadSize: Int64
       if recompress {
-        let hashing = HashingOutput(out)
-        let writer = try BackupFileWriter(output: hashing, algorithm: algorithm, level: options.level)
+        let writer = try BackupFileWriter(output: payload, algorithm: algorithm, level: options.level)
         var buffer = [UInt8](repeating: 0, count: 256 * 1024)
         for part in m.parts {
           let reader = try PartReader(
@@ -118,14 +130,20 @@ extension BackupService {
           algorithm: algorithm, level: writer.level, memberSizeBytes: writer.memberSize)
         copy.parts = layout.parts
         copy.rawSizeBytes = layout.rawSizeBytes
-        copy.file = .init(name: fileName, sizeBytes: hashing.bytesWritten, sha256: hashing.finalizeHex())
+        payloadSize = layout.sizeBytes
       } else {
-        let sha = try copyFile(input, to: out)
+        let sha = try copyFile(input, to: payload)
         guard sha == m.file.sha256 else {
           throw BackupError(
             .corrupt, "backup file \(m.file.name) fails its SHA-256 check", hint: "nothing was exported")
         }
-        copy.file.name = fileName
+        payloadSize = m.file.sizeBytes
+      }
+      try encrypting?.finish()
+      copy.file = .init(name: fileName, sizeBytes: hashing.bytesWritten, sha256: hashing.finalizeHex())
+      if let e = options.encryption {
+        copy.encryption = .init(recipients: e.manifestRecipients, payloadSizeBytes: payloadSize)
+        copy.formatVersion = 2
       }
       try out.close(sync: true)
       try copy.validate()
@@ -351,7 +369,22 @@ extension BackupService {
   }
 
   func importDump(_ source: String, options: ImportOptions) throws -> String {
-    let (compression, head) = try DumpSniffer.sniff(source)
+    // an age-encrypted dump (`… | age -r KEY > dump.sql.gz.age`) is read through the identity and
+    // stored encrypted again, to the same keys: importing never leaves its plaintext on disk
+    var input: RandomAccessInput = try LocalFileInput(path: source)
+    var reencrypt: EncryptionRequest?
+    var magic = [UInt8](repeating: 0, count: Age.magic.count)
+    let got = try magic.withUnsafeMutableBytes { try input.read(at: 0, into: $0) }
+    if got == magic.count && magic == Age.magic {
+      guard !keys.isEmpty else {
+        throw BackupError(
+          .usage, "\(source) is age-encrypted",
+          hint: "give --identity FILE, or the passphrase in AI_SHELL_PASSPHRASE / --passphrase-file")
+      }
+      input = try AgeDecryptingInput(input: input, identities: try keys.identities(), armored: false)
+      reencrypt = try keys.encryptionRequest()
+    }
+    let (compression, head) = try DumpSniffer.sniff(input, name: source)
     let text = String(decoding: head, as: UTF8.self)
     if head.starts(with: Array("PGDMP".utf8)) || text.contains("-- PostgreSQL database dump") {
       throw BackupError(
@@ -382,14 +415,19 @@ extension BackupService {
     let algorithm = options.compression ?? .zstd
     try store.ensureDirectory()
     let id = BackupID.make(at: started)
-    let fileName = id + DumpFormat.sql.fileExtension + algorithm.fileExtension
+    let recipients = try reencrypt?.ageRecipients()
+    let fileName =
+      id + DumpFormat.sql.fileExtension + algorithm.fileExtension + (recipients != nil ? ".age" : "")
     let output = try store.create(fileName)
     do {
       let hashing = HashingOutput(output)
-      let writer = try BackupFileWriter(output: hashing, algorithm: algorithm, level: options.level)
+      let encrypting = try recipients.map { try AgeEncryptingOutput(output: hashing, recipients: $0) }
+      let writer = try BackupFileWriter(
+        output: encrypting ?? hashing, algorithm: algorithm, level: options.level)
       let result = try SQLitePlainDump.convert(
-        open: { try DecodingFileSource(path: source, compression: compression) }, to: writer)
+        open: { try DecodingFileSource(input: input, compression: compression) }, to: writer)
       let layout = try writer.finish()
+      try encrypting?.finish()
       try output.close(sync: true)
       let manifest = Manifest(
         id: id, name: options.name ?? "import of \((source as NSString).lastPathComponent)",
@@ -400,7 +438,10 @@ extension BackupService {
         format: .sql,
         compression: .init(algorithm: algorithm, level: writer.level, memberSizeBytes: writer.memberSize),
         file: .init(name: fileName, sizeBytes: hashing.bytesWritten, sha256: hashing.finalizeHex()),
-        rawSizeBytes: layout.rawSizeBytes, parts: layout.parts, objects: result.objects)
+        rawSizeBytes: layout.rawSizeBytes, parts: layout.parts, objects: result.objects,
+        encryption: reencrypt.map {
+          .init(recipients: $0.manifestRecipients, payloadSizeBytes: layout.sizeBytes)
+        })
       try manifest.validate()
       try store.writeAtomically(Catalog.manifestName(id), try manifest.encoded())
     } catch {
@@ -423,15 +464,13 @@ enum DumpSniffer {
     return .none
   }
 
-  static func sniff(_ path: String) throws -> (CompressionAlgorithm, [UInt8]) {
-    guard let handle = FileHandle(forReadingAtPath: path) else {
-      throw BackupError(.notFound, "cannot open \(path)")
-    }
-    defer { try? handle.close() }
-    let raw = [UInt8]((try? handle.read(upToCount: 64 * 1024)) ?? Data())
+  static func sniff(_ input: RandomAccessInput, name path: String) throws -> (CompressionAlgorithm, [UInt8]) {
+    var raw = [UInt8](repeating: 0, count: 64 * 1024)
+    let got = try raw.withUnsafeMutableBytes { try input.read(at: 0, into: $0) }
+    raw.removeLast(raw.count - got)
     let algorithm = compression(of: raw)
     guard algorithm != .none else { return (.none, raw) }
-    let source = try DecodingFileSource(path: path, compression: algorithm)
+    let source = try DecodingFileSource(input: input, compression: algorithm)
     var head = [UInt8](repeating: 0, count: 64 * 1024)
     var filled = 0
     do {
@@ -450,36 +489,35 @@ enum DumpSniffer {
   }
 }
 
-/// The decoded bytes of a (possibly compressed) file, streamed.
+/// The decoded bytes of a (possibly compressed, possibly decrypted) file, streamed.
 final class DecodingFileSource: ByteSource {
-  private let handle: FileHandle
+  private let input: RandomAccessInput
+  private var offset: Int64 = 0
+  private var chunk = [UInt8](repeating: 0, count: 256 * 1024)
   private let decompressor: StreamDecompressor?
   private var pending: [UInt8] = []
   private var pendingStart = 0
   private var finished = false
 
-  init(path: String, compression: CompressionAlgorithm) throws {
-    guard let h = FileHandle(forReadingAtPath: path) else {
-      throw BackupError(.notFound, "cannot open \(path)")
-    }
-    handle = h
+  init(input: RandomAccessInput, compression: CompressionAlgorithm) throws {
+    self.input = input
     decompressor = compression == .none ? nil : try Codecs.decompressor(compression)
   }
-
-  deinit { try? handle.close() }
 
   func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
     while pendingStart >= pending.count {
       pending.removeAll(keepingCapacity: true)
       pendingStart = 0
       if finished { return 0 }
-      let chunk = try handle.read(upToCount: 256 * 1024) ?? Data()
-      if chunk.isEmpty {
+      let n = try chunk.withUnsafeMutableBytes { try input.read(at: offset, into: $0) }
+      offset += Int64(n)
+      if n == 0 {
         try decompressor?.finish { pending.append(contentsOf: $0) }
         finished = true
         continue
       }
-      try chunk.withUnsafeBytes { raw in
+      try chunk.withUnsafeBytes { all in
+        let raw = UnsafeRawBufferPointer(rebasing: all[0..<n])
         if let decompressor {
           try decompressor.decompress(raw) { pending.append(contentsOf: $0) }
         } else {

@@ -24,7 +24,8 @@ public protocol ByteSource: AnyObject {
 /// A byte appender that hands its contents to a `PartSink` in large slices, so engines can
 /// format row by row without a call per value.
 public final class OutputBuffer {
-  public private(set) var bytes: [UInt8]
+  /// The bytes not yet handed to the sink; encoders may append to it directly.
+  public var bytes: [UInt8]
   private let sink: PartSink
   private let flushThreshold: Int
   /// Called after each flush (engines report their read progress here).

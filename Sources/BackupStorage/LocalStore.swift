@@ -199,7 +199,7 @@ public final class LocalFileInput: RandomAccessInput {
   private let fd: Int32
   public let size: Int64
 
-  init(path: String) throws {
+  public init(path: String) throws {
     self.path = path
     fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else {

@@ -192,4 +192,55 @@ import Testing
     let plain = try #require(try cli.run(["backup", "create", "-d", db, "--json"]).json as? [String: Any])
     #expect(plain["encrypted"] as? Bool == false)
   }
+
+  @Test func exportEncryptMakesAnAgeCopyThatImportsBack() throws {
+    let cli = AIShellRunner()
+    let db = cli.work.file("s.db")
+    try makeSQLite(db, sampleSQL)
+    let (identity, recipient) = try keygen(cli)
+    let id = try cli.create(["-d", db])
+    let out = cli.work.file("exported/")
+    let r = try cli.run(["backup", "export", id, out, "--encrypt", "--recipient", recipient, "--json"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let file = try #require((r.json as? [String: Any])?["file"] as? String)
+    #expect(file.hasSuffix(".sql.zst.age"))
+    let viaCLI = cli.work.file("via-age.db")
+    #expect(try shell("age -d -i '\(identity)' '\(file)' | zstd -dc | sqlite3 '\(viaCLI)'").status == 0)
+    #expect(try snapshot(viaCLI) == snapshot(db))
+    #expect(
+      try cli.run(["backup", "export", id, cli.work.file("again/"), "--recipient", recipient]).status == 64)
+
+    // a fresh backup directory: the encrypted copy imports and restores with the identity
+    try FileManager.default.removeItem(atPath: cli.backupDir)
+    let imported = try cli.run(["backup", "import", file, "--json"])
+    #expect(imported.status == 0, "\(imported.stderr)")
+    let restored = cli.work.file("r.db")
+    let ok = try cli.run(["backup", "restore", id, "-d", restored, "--identity", identity])
+    #expect(ok.status == 0, "\(ok.stderr)")
+    #expect(try snapshot(restored) == snapshot(db))
+  }
+
+  @Test func aDumpEncryptedByTheAgeCLIImportsAndStaysEncrypted() throws {
+    let cli = AIShellRunner()
+    let db = cli.work.file("s.db")
+    try makeSQLite(db, sampleSQL)
+    let (identity, recipient) = try keygen(cli)
+    let dump = cli.work.file("dump.sql.gz.age")
+    #expect(try shell("sqlite3 '\(db)' .dump | gzip | age -r '\(recipient)' > '\(dump)'").status == 0)
+    let noKey = try cli.run(["backup", "import", dump])
+    #expect(noKey.status == 64)
+    #expect(noKey.stderr.contains("age-encrypted"))
+    let r = try cli.run(["backup", "import", dump, "--identity", identity, "--database", db, "--json"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let list = try #require(try cli.run(["backup", "list", "--json"]).json as? [[String: Any]])
+    #expect(list.count == 1)
+    #expect(list.first?["encrypted"] as? Bool == true)
+    #expect(list.first?["recipients"] as? [String] == [recipient])
+    let id = try #require(list.first?["id"] as? String)
+    let restored = cli.work.file("r.db")
+    let ok = try cli.run(["backup", "restore", id, "-d", restored, "--identity", identity])
+    #expect(ok.status == 0, "\(ok.stderr)")
+    #expect(try sqlite3(restored, "SELECT count(*) FROM accounts") == "3\n")
+    #expect(try sqlite3(restored, ".dump") == sqlite3(db, ".dump"))
+  }
 }

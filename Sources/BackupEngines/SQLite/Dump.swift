@@ -132,24 +132,24 @@ extension SQLiteEngine {
     try sink.endPart(rows: nil, contentChecksum: nil)
 
     // tables
-    let realCheck = options.format == .sql ? try db.prepare("SELECT CAST(?1 AS REAL)") : nil
+    let reals =
+      options.format == .sql ? SQLRealLiterals(check: try db.prepare("SELECT CAST(?1 AS REAL)")) : nil
     for t in plan.tables {
       let columns = try db.columns(of: t.name)
       let scan = try db.prepare(scanSQL(table: t.name, columns: columns, isVirtual: t.isVirtual))
       let nameColumns = try t.isVirtual || db.hasHiddenColumns(t.name)
       let encoder = RowEncoder(
         format: options.format, table: t.name, columns: columns, nameColumns: nameColumns,
-        realCheck: realCheck)
+        reals: reals)
       try sink.beginPart(kind: .table, table: t.name)
       var checksum = ContentChecksum()
       var row: [UInt8] = []
       row.reserveCapacity(64 * 1024)
       switch options.format {
       case .sql:
+        // rows go straight into the output buffer: no copy per row
         while try scan.step() {
-          row.removeAll(keepingCapacity: true)
-          try encoder.encodeSQL(scan, into: &row, checksum: &checksum)
-          out.append(contentsOf: row)
+          try encoder.encodeSQL(scan, into: &out.bytes, checksum: &checksum)
           try out.flushIfNeeded()
         }
       case .json:
@@ -157,9 +157,7 @@ extension SQLiteEngine {
         encoder.jsonHeader(into: &row)
         out.append(contentsOf: row)
         while try scan.step() {
-          row.removeAll(keepingCapacity: true)
-          encoder.encodeJSON(scan, into: &row, checksum: &checksum)
-          out.append(contentsOf: row)
+          encoder.encodeJSON(scan, into: &out.bytes, checksum: &checksum)
           try out.flushIfNeeded()
         }
       case .csv:
@@ -267,15 +265,15 @@ struct RowEncoder {
   /// json: `"a":` then `,"b":` ...
   let jsonKeys: [[UInt8]]
   let table: String
-  let realCheck: Statement?
+  let reals: SQLRealLiterals?
 
   /// `nameColumns`: write the column list in every INSERT (needed when generated columns exist;
   /// otherwise left out, as `sqlite3 .dump` does, which keeps the file smaller).
-  init(format: DumpFormat, table: String, columns: [ColumnInfo], nameColumns: Bool, realCheck: Statement?) {
+  init(format: DumpFormat, table: String, columns: [ColumnInfo], nameColumns: Bool, reals: SQLRealLiterals?) {
     self.format = format
     self.columns = columns
     self.table = table
-    self.realCheck = realCheck
+    self.reals = reals
     count = Int32(columns.count)
     let cols = columns.map { quoteIdentifier($0.name) }.joined(separator: ",")
     insertPrefix = Array(
@@ -335,22 +333,8 @@ struct RowEncoder {
     checksum.endRow()
   }
 
-  /// A REAL literal SQLite reads back bit for bit. SQLite before 3.43 does not always round
-  /// decimal text correctly, so the shortest form is checked with SQLite's own reader and, when
-  /// it does not round-trip, replaced by an exact product of an integer and powers of two.
   func sqlReal(_ v: Double) -> String {
-    if v.isInfinite { return v < 0 ? "-1e999" : "1e999" }
-    let text = Bytes.realText(v)
-    if let check = realCheck {
-      check.reset()
-      check.bind(1, text)
-      if (try? check.step()) == true, check.type(0) == SQLITE_FLOAT,
-        check.double(0).bitPattern == v.bitPattern
-      {
-        return text
-      }
-    }
-    return SQLiteEngine.exactRealExpression(v)
+    reals?.literal(v) ?? SQLiteEngine.exactRealExpression(v)
   }
 
   func jsonHeader(into row: inout [UInt8]) {
@@ -496,5 +480,34 @@ extension SQLiteEngine {
       left -= step
     }
     return s + ")"
+  }
+}
+
+/// REAL literals for the sql format. SQLite before 3.43 does not always round decimal text
+/// correctly, so the shortest form of each double is checked with SQLite's own reader and, when
+/// it does not read back bit for bit, replaced by an exact expression. The answer depends only on
+/// the double, so it is remembered: columns repeat values, and the check costs a statement step.
+final class SQLRealLiterals {
+  private let check: Statement
+  private var known: [UInt64: Bool] = [:]
+
+  init(check: Statement) { self.check = check }
+
+  func literal(_ v: Double) -> String {
+    if v.isInfinite { return v < 0 ? "-1e999" : "1e999" }
+    let text = Bytes.realText(v)
+    let exact: Bool
+    if let answer = known[v.bitPattern] {
+      exact = answer
+    } else {
+      check.reset()
+      check.bind(1, text)
+      exact =
+        (try? check.step()) == true && check.type(0) == SQLITE_FLOAT
+        && check.double(0).bitPattern == v.bitPattern
+      if known.count >= 1 << 16 { known.removeAll(keepingCapacity: true) }
+      known[v.bitPattern] = exact
+    }
+    return exact ? text : SQLiteEngine.exactRealExpression(v)
   }
 }

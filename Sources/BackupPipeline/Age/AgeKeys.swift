@@ -27,6 +27,9 @@ public enum AgeIdentity: Sendable {
 
 /// Keys of the age format (age-encryption.org/v1).
 public enum Age {
+  /// The first bytes of every binary age file ("age-encryption.org/v1\n").
+  public static let magic = Array("age-encryption.org/v1\n".utf8)
+
   /// The scrypt work factor used when none is given (same as the age CLI).
   public static let defaultWorkFactor = 18
   /// The highest scrypt work factor accepted when decrypting, unless the identity says otherwise.
