@@ -58,6 +58,12 @@ measure base_restore "gzip -dc | sqlite3" "gzip -dc '$OUT/base.sql.gz' | sqlite3
 measure gz_restore "ai-shell restore (gzip backup)" "'$BIN' backup restore \$(cat '$OUT/id-gzip') -d '$OUT/r1.db'"
 measure zst_restore "ai-shell restore (zstd backup)" "'$BIN' backup restore \$(cat '$OUT/id-zstd') -d '$OUT/r2.db'"
 
+echo "encryption (age, X25519):" >&2
+age-keygen -o "$OUT/key.txt" 2>/dev/null
+RECIPIENT=$(age-keygen -y "$OUT/key.txt")
+measure enc_create "ai-shell create --encrypt" "'$BIN' backup create -d '$DB' --encrypt --recipient $RECIPIENT > '$OUT/id-enc'"
+measure enc_restore "ai-shell restore (encrypted)" "'$BIN' backup restore \$(cat '$OUT/id-enc') -d '$OUT/r3.db' --identity '$OUT/key.txt'"
+
 echo
 echo "| measure (SQLite, $((dbsize / 1048576)) MiB, $(nproc) cores) | ratio | target | peak RSS |"
 echo "|---|---|---|---|"
@@ -65,4 +71,6 @@ echo "| create -c gzip / (sqlite3 .dump \| gzip -6) | $(ratio "${WALL[gz_create]
 echo "| create (zstd) / (sqlite3 .dump \| gzip -6) | $(ratio "${WALL[zst_create]}" "${WALL[base_dump]}") | <= 0.6 | $((RSS[zst_create] / 1024)) MiB |"
 echo "| restore (gzip) / (gzip -dc \| sqlite3) | $(ratio "${WALL[gz_restore]}" "${WALL[base_restore]}") | <= 1.0 | $((RSS[gz_restore] / 1024)) MiB |"
 echo "| restore (zstd) / (gzip -dc \| sqlite3) | $(ratio "${WALL[zst_restore]}" "${WALL[base_restore]}") | <= 1.0 | $((RSS[zst_restore] / 1024)) MiB |"
+echo "| create --encrypt / create (both zstd) | $(ratio "${WALL[enc_create]}" "${WALL[zst_create]}") | <= 1.15 | $((RSS[enc_create] / 1024)) MiB |"
+echo "| restore encrypted / restore (both zstd) | $(ratio "${WALL[enc_restore]}" "${WALL[zst_restore]}") | <= 1.15 | $((RSS[enc_restore] / 1024)) MiB |"
 echo "| baseline peak RSS: dump $((RSS[base_dump] / 1024)) MiB, restore $((RSS[base_restore] / 1024)) MiB | | | |"
