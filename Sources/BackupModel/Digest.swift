@@ -96,6 +96,14 @@ public struct ContentChecksum: Sendable {
   }
 }
 
+/// One-shot XXH3-128 (libxxhash) of a buffer, for per-row hashes.
+public enum XXH128 {
+  public static func hash(_ bytes: UnsafeRawBufferPointer) -> (low: UInt64, high: UInt64) {
+    let h = XXH3_128bits(bytes.baseAddress, bytes.count)
+    return (h.low64, h.high64)
+  }
+}
+
 /// An XXH3-128 streaming state owned by one checksum.
 final class XXH3State: @unchecked Sendable {
   private let state: OpaquePointer

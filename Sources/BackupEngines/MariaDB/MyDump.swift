@@ -74,7 +74,7 @@ struct MyRowChecksum {
   var inner = RowSetChecksum()
   var buffer: [UInt8] = []
 
-  init() { inner.domain = "ai-shell-mysql-rows-v1" }
+  init() { inner.domain = "ai-shell-mysql-rows-v2" }
 
   var rows: Int64 { inner.rows }
 

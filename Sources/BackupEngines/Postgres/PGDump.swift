@@ -6,32 +6,21 @@ import Foundation
 /// row order, so the dump can stream `COPY t TO STDOUT` in heap order (as pg_dump does) and a
 /// restored table, scanned in whatever order, gives the same value. Each row's COPY text line
 /// (text format, with its "\n", under the fixed output settings of `setStableOutput`) is hashed
-/// with SHA-256; the digests are added as 256-bit little-endian integers modulo 2^256; the
-/// result is SHA-256 of "ai-shell-pg-rows-v1", the row count (8 bytes little-endian) and the sum
-/// (32 bytes little-endian).
+/// with XXH3-128 (a fraction of SHA-256's cost per row; tampering is the parts' SHA-256's job);
+/// the hashes are added as 128-bit little-endian integers modulo 2^128; the result is SHA-256 of
+/// the domain ("ai-shell-pg-rows-v2"), the row count (8 bytes little-endian) and the sum (16 bytes
+/// little-endian).
 struct RowSetChecksum {
-  private var sum: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+  private var sum: (low: UInt64, high: UInt64) = (0, 0)
   private(set) var rows: Int64 = 0
   /// Domain-separation prefix of the final hash (each engine's checksums have their own).
-  var domain = "ai-shell-pg-rows-v1"
+  var domain = "ai-shell-pg-rows-v2"
 
   mutating func add(_ line: UnsafeRawBufferPointer) {
-    var hasher = SHA256()
-    hasher.update(bufferPointer: line)
-    let digest = hasher.finalize()
-    var limbs: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-    withUnsafeMutableBytes(of: &limbs) { dst in digest.withUnsafeBytes { dst.copyMemory(from: $0) } }
-    var carry: UInt64 = 0
-    func addLimb(_ a: inout UInt64, _ b: UInt64) {
-      let (s1, o1) = a.addingReportingOverflow(UInt64(littleEndian: b))
-      let (s2, o2) = s1.addingReportingOverflow(carry)
-      a = s2
-      carry = (o1 ? 1 : 0) + (o2 ? 1 : 0)
-    }
-    addLimb(&sum.0, limbs.0)
-    addLimb(&sum.1, limbs.1)
-    addLimb(&sum.2, limbs.2)
-    addLimb(&sum.3, limbs.3)
+    let h = XXH128.hash(line)
+    let (low, carry) = sum.low.addingReportingOverflow(h.low)
+    sum.low = low
+    sum.high = sum.high &+ h.high &+ (carry ? 1 : 0)
     rows += 1
   }
 
@@ -40,7 +29,7 @@ struct RowSetChecksum {
     h.update(data: Array(domain.utf8))
     var n = UInt64(bitPattern: rows).littleEndian
     withUnsafeBytes(of: &n) { h.update(bufferPointer: $0) }
-    var s = (sum.0.littleEndian, sum.1.littleEndian, sum.2.littleEndian, sum.3.littleEndian)
+    var s = (sum.low.littleEndian, sum.high.littleEndian)
     withUnsafeBytes(of: &s) { h.update(bufferPointer: $0) }
     return h.finalize().map { String(format: "%02x", $0) }.joined()
   }
