@@ -296,6 +296,25 @@ import Testing
     #expect(try complete(cli).count == 2)
   }
 
+  @Test func noCatchUpWaitsForTheNextSlot() throws {
+    let cli = AIShellRunner()
+    let db = try smallDB(cli)
+    #expect(try cli.run(["backup", "schedule", "@yearly", "-n", "yearly", "-d", db]).status == 0)
+    try FileManager.default.createDirectory(atPath: cli.backupDir, withIntermediateDirectories: true)
+    try Data(#"{"yearly":{"at":"2020-01-01T00:00:00Z","status":"success"}}"#.utf8).write(
+      to: URL(fileURLWithPath: cli.backupDir + "/.schedules-state.json"))
+    let log = cli.work.file("s.log")
+    let p = try spawn(cli, ["backup", "scheduler", "--no-catch-up"], stderrPath: log)
+    #expect(waitFor(seconds: 20) { read(log).contains("next run") }, "\(read(log))")
+    usleep(1_000_000)
+    kill(p.processIdentifier, SIGINT)
+    p.waitUntilExit()
+    #expect(p.terminationStatus == 0, "\(read(log))")
+    #expect(!read(log).contains("catching up"))
+    #expect(read(log).contains("received SIGINT"))
+    #expect(try complete(cli).isEmpty)
+  }
+
   @Test func sigtermDuringARun() throws {
     let cli = AIShellRunner()
     let db = cli.work.file("big.db")
