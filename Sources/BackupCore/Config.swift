@@ -110,6 +110,8 @@ public struct Config: Codable, Equatable, Sendable {
   public var lockTimeoutSeconds: Double = 10
   public var encryption = Encryption()
   public var connections: [String: Connection] = [:]
+  /// Backup schedules by name (docs/SCHEDULES.md); changed with `backup schedule`.
+  public var schedules: [String: Schedule] = [:]
 
   public struct Encryption: Codable, Equatable, Sendable {
     /// age recipients ("age1...") that `create --encrypt` uses when no --recipient is given.
@@ -165,7 +167,7 @@ public struct Config: Codable, Equatable, Sendable {
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case backupDir, retentionDays, maxBackups, cloudProvider, cloudConfig, compression, compressionLevel
-    case format, lockTimeoutSeconds, encryption, connections
+    case format, lockTimeoutSeconds, encryption, connections, schedules
   }
 
   public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
@@ -186,6 +188,7 @@ public struct Config: Codable, Equatable, Sendable {
       try c.decodeIfPresent(Double.self, forKey: .lockTimeoutSeconds) ?? d.lockTimeoutSeconds
     encryption = try c.decodeIfPresent(Encryption.self, forKey: .encryption) ?? Encryption()
     connections = try c.decodeIfPresent([String: Connection].self, forKey: .connections) ?? [:]
+    schedules = try c.decodeIfPresent([String: Schedule].self, forKey: .schedules) ?? [:]
   }
 
   public func encode(to encoder: Encoder) throws {
@@ -209,6 +212,7 @@ public struct Config: Codable, Equatable, Sendable {
     try c.encode(lockTimeoutSeconds, forKey: .lockTimeoutSeconds)
     try c.encode(encryption, forKey: .encryption)
     try c.encode(connections, forKey: .connections)
+    try c.encode(schedules, forKey: .schedules)
   }
 
   public static let defaults = Config()
@@ -310,6 +314,10 @@ public struct Config: Codable, Equatable, Sendable {
         throw bad("connections.\(name).url", e.message)
       }
     }
+    for (name, schedule) in schedules {
+      try Schedule.validateName(name)
+      try schedule.validate(key: "schedules.\(name)", config: self)
+    }
   }
 }
 
@@ -321,7 +329,7 @@ private struct AnyKey: CodingKey {
 }
 
 /// An unknown key in the config is an error naming it and the known keys.
-private func rejectUnknownKeys<K: CodingKey & CaseIterable>(_ decoder: Decoder, _: K.Type, in parent: String?)
+func rejectUnknownKeys<K: CodingKey & CaseIterable>(_ decoder: Decoder, _: K.Type, in parent: String?)
   throws
 {
   let c = try decoder.container(keyedBy: AnyKey.self)

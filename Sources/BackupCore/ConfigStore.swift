@@ -177,6 +177,10 @@ public final class ConfigStore {
       if forSet && path.count == 1 {
         throw BackupError(.usage, "set encryption.recipients or encryption.identityFile, not encryption")
       }
+    case "schedules":
+      if forSet {
+        throw BackupError(.usage, "schedules are changed with `ai-shell backup schedule`")
+      }
     case "connections":
       if forSet {
         throw BackupError(
