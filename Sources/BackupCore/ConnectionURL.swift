@@ -115,16 +115,7 @@ public struct ConnectionURL: Sendable, Equatable {
 
   /// Connection names: letters, digits, `-`, `_`, `.`; not starting with `.` or `-`; at most 64.
   public static func validateName(_ name: String) throws {
-    let ok =
-      !name.isEmpty && name.count <= 64 && !name.hasPrefix(".") && !name.hasPrefix("-")
-      && name.unicodeScalars.allSatisfy {
-        ($0.value < 128 && CharacterSet.alphanumerics.contains($0)) || "-_.".unicodeScalars.contains($0)
-      }
-    guard ok else {
-      throw BackupError(
-        .usage, "invalid connection name \"\(name)\"",
-        hint: "use letters, digits, -, _ and . (not first), at most 64 characters")
-    }
+    try validateConfigName(name, kind: "connection")
   }
 
   /// Checks a URL as stored in the config: with `${VAR}` references only the scheme can be
@@ -181,5 +172,20 @@ public struct ConnectionURL: Sendable, Equatable {
   public static func engine(ofStored text: String) -> String? {
     guard let sep = text.range(of: "://") else { return "sqlite" }
     return engines[text[..<sep.lowerBound].lowercased()]
+  }
+}
+
+/// Names of connections and schedules (they become file names: `secrets/<name>.password`,
+/// `.schedule-<name>.lock`): ASCII letters, digits, `-`, `_`, `.`; not first `.` or `-`; at most 64.
+func validateConfigName(_ name: String, kind: String) throws {
+  let ok =
+    !name.isEmpty && name.count <= 64 && !name.hasPrefix(".") && !name.hasPrefix("-")
+    && name.unicodeScalars.allSatisfy {
+      ($0.value < 128 && CharacterSet.alphanumerics.contains($0)) || "-_.".unicodeScalars.contains($0)
+    }
+  guard ok else {
+    throw BackupError(
+      .usage, "invalid \(kind) name \"\(name)\"",
+      hint: "use letters, digits, -, _ and . (not first), at most 64 characters")
   }
 }

@@ -93,6 +93,19 @@ public struct RestoreRequest: Sendable {
   }
 }
 
+extension RestoreRequest {
+  /// The backup's tables this request restores (for server engines, whose tables are named in
+  /// `objects` and the parts); `.notFound` for a `--tables` name that is not in the backup.
+  public func restoredTables() throws -> Set<String> {
+    let known = Set(objects.filter { $0.type == "table" }.map(\.name)).union(parts.compactMap(\.table))
+    guard let wanted = tables else { return known }
+    for t in wanted.sorted() where !known.contains(t) {
+      throw BackupError(.notFound, "table \"\(t)\" is not in the backup")
+    }
+    return wanted
+  }
+}
+
 /// Opens the decoded bytes of `request.parts[index]`. The stream verifies the part's SHA-256
 /// and throws `.corrupt` when it reaches the end of a part that does not match, so an engine
 /// that commits only after consuming every part never commits corrupt data.

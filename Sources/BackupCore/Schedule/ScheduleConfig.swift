@@ -122,16 +122,8 @@ extension Config {
 
     /// Schedule names become file names (`.schedule-<name>.lock`): letters, digits, `-`, `_`, `.`.
     public static func validateName(_ name: String) throws {
-      let ok =
-        !name.isEmpty && name.count <= 64 && !name.hasPrefix(".") && !name.hasPrefix("-")
-        && name.unicodeScalars.allSatisfy {
-          ($0.value < 128 && CharacterSet.alphanumerics.contains($0)) || "-_.".unicodeScalars.contains($0)
-        }
-      guard ok else {
-        throw BackupError(
-          .usage, "invalid schedule name \"\(name)\"",
-          hint: "use letters, digits, -, _ and . (not first), at most 64 characters")
-      }
+      try validateConfigName(name, kind: "schedule")
     }
+
   }
 }

@@ -111,19 +111,9 @@ struct MyConflict {
 }
 
 extension MariaDBEngine {
-  func restoredTables(_ request: RestoreRequest) throws -> Set<String> {
-    let known = Set(request.objects.filter { $0.type == "table" }.map(\.name))
-      .union(request.parts.compactMap(\.table))
-    guard let wanted = request.tables else { return known }
-    for t in wanted.sorted() where !known.contains(t) {
-      throw BackupError(.notFound, "table \"\(t)\" is not in the backup")
-    }
-    return wanted
-  }
-
   /// The backup's objects (that this request restores) which the target already has.
   func conflicts(_ db: MyConnection, _ request: RestoreRequest) throws -> [MyConflict] {
-    let tables = try restoredTables(request)
+    let tables = try request.restoredTables()
     var wanted: Set<String> = []
     for t in tables { wanted.insert("table\u{0}\(t)") }
     if request.tables == nil {
@@ -171,7 +161,7 @@ extension MariaDBEngine {
       throw BackupError(.usage, "MySQL/MariaDB restores support sql backups only in this version")
     }
     let name = try databaseName
-    let tables = try restoredTables(request)
+    let tables = try request.restoredTables()
     var notes: [String] = []
     do {
       let db = try connect()
@@ -192,7 +182,7 @@ extension MariaDBEngine {
       throw BackupError(.usage, "MySQL/MariaDB restores support sql backups only in this version")
     }
     let name = try databaseName
-    _ = try restoredTables(request)
+    _ = try request.restoredTables()
     let db = try connect(selectDatabase: false)
     var created = false
     let exists = try !db.query(

@@ -10,21 +10,10 @@ struct PGConflict {
 }
 
 extension PostgresEngine {
-  /// The backup's tables the request restores; `.notFound` for a `--tables` name not in it.
-  func restoredTables(_ request: RestoreRequest) throws -> Set<String> {
-    let known = Set(request.objects.filter { $0.type == "table" }.map(\.name))
-      .union(request.parts.compactMap(\.table))
-    guard let wanted = request.tables else { return known }
-    for t in wanted.sorted() where !known.contains(t) {
-      throw BackupError(.notFound, "table \"\(t)\" is not in the backup")
-    }
-    return wanted
-  }
-
   /// Relations of the backup (tables, views, materialized views, standalone sequences) that
   /// already exist in the target.
   func conflicts(_ db: PGConnection, _ request: RestoreRequest) throws -> [PGConflict] {
-    let tables = try restoredTables(request)
+    let tables = try request.restoredTables()
     var wanted: [String: String] = [:]
     for o in request.objects {
       switch o.type {
@@ -70,7 +59,7 @@ extension PostgresEngine {
       throw BackupError(.usage, "PostgreSQL restores support sql backups only in this version")
     }
     let info = try ConnInfo(url)
-    let tables = try restoredTables(request)
+    let tables = try request.restoredTables()
     var notes: [String] = []
     do {
       let db = try PGConnection(info)
@@ -91,7 +80,7 @@ extension PostgresEngine {
       throw BackupError(.usage, "PostgreSQL restores support sql backups only in this version")
     }
     let info = try ConnInfo(url)
-    _ = try restoredTables(request)
+    _ = try request.restoredTables()
     var created = false
     let db: PGConnection
     do {
