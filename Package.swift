@@ -62,6 +62,9 @@ let package = Package(
       ]
     ),
     .executableTarget(name: "ai-shell", dependencies: ["AIShellCLI"]),
+    // scripts/bench.sh only: our age encryption over a file, timed against the age CLI
+    .executableTarget(
+      name: "age-throughput", dependencies: ["BackupModel", "BackupPipeline", "BackupStorage"]),
     .target(
       name: "TestSupport",
       dependencies: ["BackupModel", "CSQLite"],

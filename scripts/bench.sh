@@ -63,6 +63,12 @@ age-keygen -o "$OUT/key.txt" 2>/dev/null
 RECIPIENT=$(age-keygen -y "$OUT/key.txt")
 measure enc_create "ai-shell create --encrypt" "'$BIN' backup create -d '$DB' --encrypt --recipient $RECIPIENT > '$OUT/id-enc'"
 measure enc_restore "ai-shell restore (encrypted)" "'$BIN' backup restore \$(cat '$OUT/id-enc') -d '$OUT/r3.db' --identity '$OUT/key.txt'"
+# encryption alone, on the same file (the database file itself): the age CLI and our age code
+PLAIN=$DB
+AGEBIN=$(swift build -c release --show-bin-path)/age-throughput
+measure age_cli "age -r (CLI) on the database file" "age -r $RECIPIENT -o '$OUT/cli.age' '$PLAIN'"
+measure age_ours "our age code on the same file" "'$AGEBIN' $RECIPIENT '$PLAIN' '$OUT/ours.age'"
+age -d -i "$OUT/key.txt" "$OUT/ours.age" | cmp - "$PLAIN" || { echo "our encryption does not decrypt with age" >&2; exit 1; }
 
 echo
 echo "| measure (SQLite, $((dbsize / 1048576)) MiB, $(nproc) cores) | ratio | target | peak RSS |"
@@ -73,4 +79,5 @@ echo "| restore (gzip) / (gzip -dc \| sqlite3) | $(ratio "${WALL[gz_restore]}" "
 echo "| restore (zstd) / (gzip -dc \| sqlite3) | $(ratio "${WALL[zst_restore]}" "${WALL[base_restore]}") | <= 1.0 | $((RSS[zst_restore] / 1024)) MiB |"
 echo "| create --encrypt / create (both zstd) | $(ratio "${WALL[enc_create]}" "${WALL[zst_create]}") | <= 1.15 | $((RSS[enc_create] / 1024)) MiB |"
 echo "| restore encrypted / restore (both zstd) | $(ratio "${WALL[enc_restore]}" "${WALL[zst_restore]}") | <= 1.15 | $((RSS[enc_restore] / 1024)) MiB |"
+echo "| our age encryption / age CLI, same $(( $(stat -c %s "$PLAIN") / 1048576 )) MiB file | $(ratio "${WALL[age_ours]}" "${WALL[age_cli]}") | <= 1.5 | $((RSS[age_ours] / 1024)) MiB |"
 echo "| baseline peak RSS: dump $((RSS[base_dump] / 1024)) MiB, restore $((RSS[base_restore] / 1024)) MiB | | | |"

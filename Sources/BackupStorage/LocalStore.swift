@@ -139,6 +139,9 @@ public final class LocalFileOutput: ByteOutput {
   private var fd: Int32
   public private(set) var bytesWritten: Int64 = 0
 
+  /// A new file at any path (created exclusively, 0600).
+  public static func create(path: String) throws -> LocalFileOutput { try LocalFileOutput(path: path) }
+
   init(path: String) throws {
     self.path = path
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
