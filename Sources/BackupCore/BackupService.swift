@@ -119,7 +119,7 @@ public final class BackupService {
         file: .init(name: fileName, sizeBytes: hashing.bytesWritten, sha256: hashing.finalizeHex()),
         rawSizeBytes: layout.rawSizeBytes, parts: layout.parts, objects: dumped.objects,
         encryption: options.encryption.map {
-          .init(recipients: $0.manifestRecipients, payloadSizeBytes: layout.sizeBytes)
+          $0.manifestInfo(payloadSize: layout.sizeBytes)
         })
       try manifest.validate()
       if options.verify {

@@ -40,6 +40,13 @@ public struct EncryptionRequest: Sendable {
 
   /// What the manifest records: the public keys, or "scrypt".
   public var manifestRecipients: [String] { passphrase != nil ? ["scrypt"] : recipients }
+
+  /// The manifest's description of this encryption, for a payload of `payloadSize` bytes.
+  public func manifestInfo(payloadSize: Int64) -> Manifest.EncryptionInfo {
+    .init(
+      recipients: manifestRecipients, payloadSizeBytes: payloadSize,
+      scryptWorkFactor: passphrase != nil ? workFactor : nil)
+  }
 }
 
 /// What can open encrypted backups: identity files and/or a passphrase.

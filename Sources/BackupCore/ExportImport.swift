@@ -142,7 +142,7 @@ extension BackupService {
       try encrypting?.finish()
       copy.file = .init(name: fileName, sizeBytes: hashing.bytesWritten, sha256: hashing.finalizeHex())
       if let e = options.encryption {
-        copy.encryption = .init(recipients: e.manifestRecipients, payloadSizeBytes: payloadSize)
+        copy.encryption = e.manifestInfo(payloadSize: payloadSize)
         copy.formatVersion = 2
       }
       try out.close(sync: true)
@@ -440,7 +440,7 @@ extension BackupService {
         file: .init(name: fileName, sizeBytes: hashing.bytesWritten, sha256: hashing.finalizeHex()),
         rawSizeBytes: layout.rawSizeBytes, parts: layout.parts, objects: result.objects,
         encryption: reencrypt.map {
-          .init(recipients: $0.manifestRecipients, payloadSizeBytes: layout.sizeBytes)
+          $0.manifestInfo(payloadSize: layout.sizeBytes)
         })
       try manifest.validate()
       try store.writeAtomically(Catalog.manifestName(id), try manifest.encoded())

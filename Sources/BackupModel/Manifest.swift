@@ -102,10 +102,15 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var recipients: [String]
     /// Size of the decrypted payload (the compressed stream the parts lie in).
     public var payloadSizeBytes: Int64
-    public init(scheme: String = "age", recipients: [String], payloadSizeBytes: Int64) {
+    /// For a passphrase: scrypt's log2(N) (readers refuse factors above 22).
+    public var scryptWorkFactor: Int?
+    public init(
+      scheme: String = "age", recipients: [String], payloadSizeBytes: Int64, scryptWorkFactor: Int? = nil
+    ) {
       self.scheme = scheme
       self.recipients = recipients
       self.payloadSizeBytes = payloadSizeBytes
+      self.scryptWorkFactor = scryptWorkFactor
     }
   }
 

@@ -89,6 +89,8 @@ import Testing
     let r = try cli.run(["backup", "create", "-d", db, "--encrypt", "--format", "json"], environment: env)
     #expect(r.status == 0, "\(r.stderr)")
     let id = r.lastLine
+    let manifest = try String(contentsOfFile: cli.backupDir + "/\(id).manifest.json", encoding: .utf8)
+    #expect(manifest.contains("\"scryptWorkFactor\" : 10"), "the work factor is recorded")
     let ok = try cli.run(["backup", "verify", id, "--test"], environment: env)
     #expect(ok.status == 0, "\(ok.stdout) \(ok.stderr)")
     let wrong = try cli.run(
