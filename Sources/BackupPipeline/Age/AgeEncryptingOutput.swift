@@ -59,8 +59,9 @@ public final class AgeEncryptingOutput: ByteOutput {
   private func seal(last: Bool) throws {
     let nonce = try ChaChaPoly.Nonce(data: streamNonce(counter: counter, last: last))
     let box = try ChaChaPoly.seal(chunk, using: payloadKey, nonce: nonce)
-    // `combined` is nonce || ciphertext || tag in one buffer: write it without the nonce.
-    try box.combined.dropFirst(12).withUnsafeBytes { try output.write($0) }
+    // ciphertext then tag, each as sealed: `combined` would copy the whole chunk once more
+    try box.ciphertext.withUnsafeBytes { try output.write($0) }
+    try box.tag.withUnsafeBytes { try output.write($0) }
     counter += 1
     chunk.removeAll(keepingCapacity: true)
   }
