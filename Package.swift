@@ -67,7 +67,7 @@ let package = Package(
       name: "age-throughput", dependencies: ["BackupModel", "BackupPipeline", "BackupStorage"]),
     .target(
       name: "TestSupport",
-      dependencies: ["BackupModel", "CSQLite"],
+      dependencies: ["BackupModel", "BackupEngines", "CSQLite"],
       path: "Tests/TestSupport"
     ),
     .testTarget(

@@ -4,37 +4,6 @@ import CSQLite
 import Foundation
 import TestSupport
 
-/// Hands the parts of a `MemorySink` back to a restore.
-final class MemoryParts: PartOpener {
-  let parts: [[UInt8]]
-  /// When set, the source for part `failPart` throws `.corrupt` after `failAfter` bytes.
-  var failPart: Int?
-  var failAfter = 0
-
-  init(_ parts: [[UInt8]]) { self.parts = parts }
-
-  func open(_ index: Int) throws -> ByteSource {
-    if index == failPart { return FailingSource(parts[index], after: failAfter) }
-    return MemorySource(parts[index])
-  }
-}
-
-final class FailingSource: ByteSource {
-  let inner: MemorySource
-  var left: Int
-
-  init(_ bytes: [UInt8], after: Int) {
-    inner = MemorySource(Array(bytes.prefix(after)), chunk: 101)
-    left = after
-  }
-
-  func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-    let n = try inner.read(into: buffer)
-    if n == 0 { throw BackupError(.corrupt, "part sha256 mismatch (test)") }
-    return n
-  }
-}
-
 struct Dumped {
   var sink: MemorySink
   var result: DumpResult

@@ -81,28 +81,6 @@ final class MyScratch {
   deinit { _ = try? server.client(nil, "DROP DATABASE IF EXISTS `\(name)`") }
 }
 
-final class MyMemoryParts: PartOpener {
-  let parts: [[UInt8]]
-  var failPart: Int?
-  var failAfter = 0
-  init(_ parts: [[UInt8]]) { self.parts = parts }
-  func open(_ index: Int) throws -> ByteSource {
-    if index == failPart { return MyFailingSource(parts[index], after: failAfter) }
-    return MemorySource(parts[index])
-  }
-}
-
-/// Hands out the first `after` bytes, then throws as a part with a bad SHA-256 does.
-final class MyFailingSource: ByteSource {
-  let inner: MemorySource
-  init(_ bytes: [UInt8], after: Int) { inner = MemorySource(Array(bytes.prefix(after)), chunk: 101) }
-  func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-    let n = try inner.read(into: buffer)
-    if n == 0 { throw BackupError(.corrupt, "part sha256 mismatch (test)") }
-    return n
-  }
-}
-
 struct MyDumped {
   var sink: MemorySink
   var result: DumpResult
@@ -114,7 +92,7 @@ struct MyDumped {
       objects: result.objects, tables: tables, dropExisting: dropExisting, continueOnError: continueOnError,
       lockTimeoutSeconds: 5)
   }
-  var opener: MyMemoryParts { MyMemoryParts(sink.parts.map(\.bytes)) }
+  var opener: MemoryParts { MemoryParts(sink.parts.map(\.bytes)) }
   var tableParts: [MemorySink.Part] { sink.parts.filter { $0.kind == .table } }
   var tables: [String] { tableParts.map { $0.table! } }
   var text: String { String(decoding: sink.allBytes, as: UTF8.self) }

@@ -85,28 +85,6 @@ final class ScratchDB {
   deinit { _ = try? server.psql("postgres", "DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
 }
 
-final class MemoryParts: PartOpener {
-  let parts: [[UInt8]]
-  var failPart: Int?
-  var failAfter = 0
-  init(_ parts: [[UInt8]]) { self.parts = parts }
-  func open(_ index: Int) throws -> ByteSource {
-    if index == failPart { return FailingSource(parts[index], after: failAfter) }
-    return MemorySource(parts[index])
-  }
-}
-
-/// Hands out the first `after` bytes, then throws as a part with a bad SHA-256 does.
-final class FailingSource: ByteSource {
-  let inner: MemorySource
-  init(_ bytes: [UInt8], after: Int) { inner = MemorySource(Array(bytes.prefix(after)), chunk: 101) }
-  func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-    let n = try inner.read(into: buffer)
-    if n == 0 { throw BackupError(.corrupt, "part sha256 mismatch (test)") }
-    return n
-  }
-}
-
 struct PGDumped {
   var sink: MemorySink
   var result: DumpResult

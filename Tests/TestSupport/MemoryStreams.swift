@@ -1,3 +1,4 @@
+import BackupEngines
 import BackupModel
 import Foundation
 
@@ -124,4 +125,34 @@ public func shell(_ script: String, environment: [String: String]? = nil) throws
 ) {
   let r = try runProcess("/bin/bash", ["-c", "set -o pipefail; " + script], environment: environment)
   return (r.status, String(decoding: r.stdout, as: UTF8.self), String(decoding: r.stderr, as: UTF8.self))
+}
+
+/// Hands the parts of a `MemorySink` back to a restore (tests only).
+public final class MemoryParts: PartOpener {
+  public let parts: [[UInt8]]
+  /// When set, the source for part `failPart` throws `.corrupt` after `failAfter` bytes.
+  public var failPart: Int?
+  public var failAfter = 0
+
+  public init(_ parts: [[UInt8]]) { self.parts = parts }
+
+  public func open(_ index: Int) throws -> ByteSource {
+    if index == failPart { return FailingSource(parts[index], after: failAfter) }
+    return MemorySource(parts[index])
+  }
+}
+
+/// Hands out the first `after` bytes, then throws as a part with a bad SHA-256 does.
+public final class FailingSource: ByteSource {
+  let inner: MemorySource
+
+  public init(_ bytes: [UInt8], after: Int) {
+    inner = MemorySource(Array(bytes.prefix(after)), chunk: 101)
+  }
+
+  public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+    let n = try inner.read(into: buffer)
+    if n == 0 { throw BackupError(.corrupt, "part sha256 mismatch (test)") }
+    return n
+  }
 }
