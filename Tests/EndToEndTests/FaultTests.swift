@@ -54,14 +54,7 @@ import Testing
       let obj = try #require(r.json as? [String: Any])
       let id = try #require(obj["id"] as? String)
       let file = try #require(obj["file"] as? String)
-      // flip one byte in the middle of the file
-      let handle = try #require(FileHandle(forUpdatingAtPath: file))
-      let size = try handle.seekToEnd()
-      try handle.seek(toOffset: size / 2)
-      let byte = try #require(try handle.read(upToCount: 1))
-      try handle.seek(toOffset: size / 2)
-      try handle.write(contentsOf: Data([byte[0] ^ 0x40]))
-      try handle.close()
+      try flipMiddleByte(of: file, mask: 0x40)
 
       #expect(try cli.run(["backup", "verify", id]).status == 0, "the cheap check sees only sizes")
       let deep = try cli.run(["backup", "verify", id, "--deep"])

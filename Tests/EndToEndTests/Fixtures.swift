@@ -47,3 +47,14 @@ func makeBigDatabase(_ path: String, rows: Int) throws {
       SELECT printf('row %d %s', i, hex(randomblob(60))), i * 0.5, randomblob(32) FROM s;
     """)
 }
+
+/// Flips bits (`mask`) of the byte in the middle of a file, as a damaged disk would.
+func flipMiddleByte(of file: String, mask: UInt8) throws {
+  guard let handle = FileHandle(forUpdatingAtPath: file) else { throw RunnerError("cannot open \(file)") }
+  defer { try? handle.close() }
+  let size = try handle.seekToEnd()
+  try handle.seek(toOffset: size / 2)
+  guard let byte = try handle.read(upToCount: 1)?.first else { throw RunnerError("\(file) is empty") }
+  try handle.seek(toOffset: size / 2)
+  try handle.write(contentsOf: Data([byte ^ mask]))
+}
