@@ -31,7 +31,7 @@ extension Backup {
     )
     var format: DumpFormat?
 
-    @Option(help: "Only these tables (comma-separated exact names).")
+    @Option(help: "Only these tables: comma-separated names or globs (public.*, sales.order_*).")
     var tables: String?
 
     @Flag(help: "Re-read the written file and check every checksum before declaring it complete.")
@@ -39,6 +39,12 @@ extension Backup {
 
     @Option(help: "Seconds to wait for a database locked by another writer (default: the config's, else 10).")
     var lockTimeout: Double?
+
+    @Option(
+      help:
+        "PostgreSQL and MySQL/MariaDB: tables dumped at once (default: the number of cores, at most 4). SQLite uses one connection."
+    )
+    var jobs: Int?
 
     @Flag(help: "Show progress and log lines on stderr.")
     var verbose = false
@@ -49,6 +55,7 @@ extension Backup {
 
     func validate() throws {
       _ = try parseTableList(tables)
+      try validateJobs(jobs)
       guard (lockTimeout ?? 0) >= 0 else {
         throw ValidationError("--lock-timeout must be zero or more seconds")
       }
@@ -65,11 +72,12 @@ extension Backup {
       // config-file defaults (ConfigSupport.swift)
       let d = try common.createDefaults(
         compression: compression, level: level, format: format, lockTimeout: lockTimeout)
-      let summary = try service.create(
-        .init(
-          database: try common.resolveDatabase(database), name: name, compression: d.compression,
-          level: d.level, format: d.format, tables: try parseTableList(tables), verify: verify,
-          lockTimeoutSeconds: d.lockTimeoutSeconds, encryption: encryption))
+      var options = BackupService.CreateOptions(
+        database: try common.resolveDatabase(database), name: name, compression: d.compression,
+        level: d.level, format: d.format, tables: try parseTableList(tables), verify: verify,
+        lockTimeoutSeconds: d.lockTimeoutSeconds, encryption: encryption)
+      if let jobs { options.jobs = jobs }
+      let summary = try service.create(options)
       if common.json {
         print(try Render.json(summary))
       } else {

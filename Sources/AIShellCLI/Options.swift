@@ -44,6 +44,11 @@ func parseTableList(_ value: String?) throws -> [String]? {
   return names
 }
 
+/// `--jobs` must be 1 or more (nil: the default).
+func validateJobs(_ jobs: Int?) throws {
+  if let jobs, jobs < 1 { throw ValidationError("--jobs must be 1 or more, got \(jobs)") }
+}
+
 func isTerminal(_ fd: Int32) -> Bool { isatty(fd) != 0 }
 
 /// Keys for reading encrypted backups (restore, verify, status --verify).

@@ -27,7 +27,7 @@ extension Backup {
     @Flag(help: "Check the whole file's and every part's checksums before the first write.")
     var verify = false
 
-    @Option(help: "Only these tables (comma-separated exact names); reads only their parts.")
+    @Option(help: "Only these tables: comma-separated names or globs (public.*); reads only their parts.")
     var tables: String?
 
     @Flag(help: "Drop the backup's objects that already exist in the target before restoring.")
@@ -40,6 +40,12 @@ extension Backup {
       help: "Seconds to wait for a target locked by another writer (default: config lockTimeoutSeconds, 10).")
     var lockTimeout: Double?
 
+    @Option(
+      help:
+        "PostgreSQL and MySQL/MariaDB: tables loaded at once (default: the number of cores, at most 4). SQLite uses one connection."
+    )
+    var jobs: Int?
+
     @Flag(help: "Show progress and log lines on stderr.")
     var verbose = false
 
@@ -47,20 +53,23 @@ extension Backup {
 
     @OptionGroup var common: CommonOptions
 
-    func validate() throws { _ = try parseTableList(tables) }
+    func validate() throws {
+      _ = try parseTableList(tables)
+      try validateJobs(jobs)
+    }
 
     func run() throws {
       let service = common.service(verbose: verbose)
       service.keys = try decrypt.keys(configured: common.loadConfig().encryption.identityFile)
       let progress = ProgressPrinter()
       if verbose { service.progress = progress }
-      let outcome = try service.restore(
-        id,
-        options: .init(
-          target: try database.map { try common.resolveDatabase($0) }, tables: try parseTableList(tables),
-          dryRun: dryRun, verify: verify,
-          dropExisting: dropExisting, continueOnError: continueOnError,
-          lockTimeoutSeconds: try lockTimeout ?? common.loadConfig().lockTimeoutSeconds))
+      var options = BackupService.RestoreOptions(
+        target: try database.map { try common.resolveDatabase($0) }, tables: try parseTableList(tables),
+        dryRun: dryRun, verify: verify,
+        dropExisting: dropExisting, continueOnError: continueOnError,
+        lockTimeoutSeconds: try lockTimeout ?? common.loadConfig().lockTimeoutSeconds)
+      if let jobs { options.jobs = jobs }
+      let outcome = try service.restore(id, options: options)
       if common.json {
         print(try Render.json(outcome))
       } else if outcome.dryRun {

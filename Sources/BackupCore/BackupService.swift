@@ -38,6 +38,8 @@ public final class BackupService {
     public var lockTimeoutSeconds: Double
     /// Encrypt the file with age to these recipients (nil: no encryption).
     public var encryption: EncryptionRequest?
+    /// Tables dumped at once by a server engine.
+    public var jobs = defaultJobs
     public init(
       database: String, name: String? = nil, compression: CompressionAlgorithm = .zstd, level: Int? = nil,
       format: DumpFormat = .sql, tables: [String]? = nil, verify: Bool = false,
@@ -63,14 +65,9 @@ public final class BackupService {
     let engine = locator.engine()
     // connect and check the request before anything is written
     let probe = try engine.probe()
-    if let wanted = options.tables {
-      let missing = wanted.filter { !probe.tables.contains($0) }
-      if !missing.isEmpty {
-        throw BackupError(
-          .notFound,
-          "table\(missing.count > 1 ? "s" : "") \(missing.map { "\"\($0)\"" }.joined(separator: ", ")) not found in \(locator.location)",
-          hint: "available: \(probe.tables.prefix(10).joined(separator: ", "))")
-      }
+    // exact names and globs become the exact list of tables to dump, checked before any write
+    let tables = try options.tables.map {
+      try TablePatterns.resolve($0, among: probe.tables, place: "in \(locator.location)")
     }
     try store.ensureDirectory()
     let removed = try catalog.cleanUpUnfinished()
@@ -100,8 +97,8 @@ public final class BackupService {
       writer.progress = { raw, _ in if !sourceReported { progress?.advance(to: raw) } }
       let dumped = try engine.dump(
         options: DumpOptions(
-          format: options.format, tables: options.tables, lockTimeoutSeconds: options.lockTimeoutSeconds,
-          createdAt: started),
+          format: options.format, tables: tables, lockTimeoutSeconds: options.lockTimeoutSeconds,
+          createdAt: started, jobs: options.jobs),
         to: writer)
       for w in dumped.warnings { logger.warning("\(w)") }
       let layout = try writer.finish()
@@ -305,7 +302,8 @@ public final class BackupService {
     }
     defer { if let pg = engine as? PostgresEngine { try? pg.dropDatabase() } }
     defer { if let my = engine as? MariaDBEngine { try? my.dropDatabase() } }
-    let (request, indices) = restoreRequest(m, tables: nil, dropExisting: false, continueOnError: false)
+    var (request, indices) = restoreRequest(m, tables: nil, dropExisting: false, continueOnError: false)
+    request.jobs = defaultJobs
     let input = try openPayload(m).payload
     _ = try engine.restore(
       request, parts: Opener(manifest: m, input: input, indices: indices, labeler: partLabel))
@@ -344,6 +342,8 @@ public final class BackupService {
     public var dropExisting: Bool
     public var continueOnError: Bool
     public var lockTimeoutSeconds: Double
+    /// Tables loaded at once by a server engine.
+    public var jobs = defaultJobs
     public init(
       target: String? = nil, tables: [String]? = nil, dryRun: Bool = false, verify: Bool = false,
       dropExisting: Bool = false, continueOnError: Bool = false, lockTimeoutSeconds: Double = 10
@@ -390,15 +390,11 @@ public final class BackupService {
       )
     }
     let backupTables = m.tableParts.compactMap(\.table)
-    var selected: Set<String>?
-    if let wanted = options.tables {
-      let missing = wanted.filter { !backupTables.contains($0) }
-      guard missing.isEmpty else {
-        throw BackupError(
-          .notFound, "backup \(m.id) has no table \(missing.map { "\"\($0)\"" }.joined(separator: ", "))",
-          hint: "it holds: \(backupTables.prefix(10).joined(separator: ", "))")
-      }
-      selected = Set(wanted)
+    let selected = try options.tables.map {
+      Set(
+        try TablePatterns.resolve(
+          $0, among: backupTables, place: "in backup \(m.id)", defaultSchema: m.database.engine.defaultSchema)
+      )
     }
     // cheap checks always; full checksums first with --verify
     let size = try store.size(of: m.file.name)
@@ -411,6 +407,7 @@ public final class BackupService {
     var (request, indices) = restoreRequest(
       m, tables: selected, dropExisting: options.dropExisting, continueOnError: options.continueOnError)
     request.lockTimeoutSeconds = options.lockTimeoutSeconds
+    request.jobs = options.jobs
     // opening the payload checks the identity before anything is written
     let (input, fileInput) = try openPayload(m)
     if options.verify {

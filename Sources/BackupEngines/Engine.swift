@@ -1,6 +1,10 @@
 import BackupModel
 import Foundation
 
+/// The default for `--jobs`: the number of cores, capped at 4 (more rarely helps a dump and
+/// loads the server the backup is taken from).
+public let defaultJobs = min(max(1, ProcessInfo.processInfo.activeProcessorCount), 4)
+
 /// What `connection test` and `backup create` learn about a database before dumping it.
 public struct DatabaseProbe: Sendable, Equatable {
   public var engine: EngineKind
@@ -24,10 +28,15 @@ public struct DumpOptions: Sendable {
   public var lockTimeoutSeconds: Double
   /// The backup's creation time (tar entries in the csv format carry it as mtime).
   public var createdAt: Date
+  /// How many tables a server engine may dump at once (all from the one snapshot); the parts
+  /// are still written in a deterministic order. SQLite dumps through one connection.
+  public var jobs: Int
 
   public init(
-    format: DumpFormat, tables: [String]? = nil, lockTimeoutSeconds: Double = 10, createdAt: Date = Date()
+    format: DumpFormat, tables: [String]? = nil, lockTimeoutSeconds: Double = 10, createdAt: Date = Date(),
+    jobs: Int = 1
   ) {
+    self.jobs = max(1, jobs)
     self.format = format
     self.tables = tables
     self.lockTimeoutSeconds = lockTimeoutSeconds
@@ -78,6 +87,9 @@ public struct RestoreRequest: Sendable {
   public var continueOnError: Bool
   /// How long to wait for a lock on the target.
   public var lockTimeoutSeconds: Double
+  /// How many tables a server engine may load at once (`--jobs`); SQLite loads through one
+  /// connection.
+  public var jobs = 1
 
   public init(
     format: DumpFormat, parts: [RestorePart], objects: [SchemaObject], tables: Set<String>?,

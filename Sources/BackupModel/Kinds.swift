@@ -43,6 +43,9 @@ public enum EngineKind: String, Codable, CaseIterable, Sendable {
   case postgres
   /// MySQL and MariaDB (one engine: `mysql://` and `mariadb://` URLs).
   case mysql
+
+  /// The schema a bare `--tables` name means (PostgreSQL names tables "schema.table").
+  public var defaultSchema: String? { self == .postgres ? "public" : nil }
 }
 
 /// The role of a part inside a backup file.

@@ -6,6 +6,27 @@ import Testing
 
 @testable import BackupCore
 
+@Suite struct TablePatternTests {
+  @Test func namesAndGlobs() throws {
+    let all = ["public.orders", "public.order_items", "sales.order_2024", "sales.refunds"]
+    #expect(try TablePatterns.resolve(["sales.order_*"], among: all, place: "") == ["sales.order_2024"])
+    #expect(try TablePatterns.resolve(["public.*", "sales.refunds"], among: all, place: "").count == 3)
+    #expect(try TablePatterns.resolve(["*.order?"], among: all, place: "") == ["public.orders"])
+    // PostgreSQL: a name without a schema means public
+    #expect(
+      try TablePatterns.resolve(["orders", "order_*"], among: all, place: "", defaultSchema: "public")
+        == ["public.orders", "public.order_items"])
+    // the available order, not the pattern order, and no duplicates
+    #expect(try TablePatterns.resolve(["sales.*", "*"], among: all, place: "") == all)
+    #expect { try TablePatterns.resolve(["public.order"], among: all, place: "in db") } throws: {
+      ($0 as? BackupError)?.description.contains("no table \"public.order\" in db") == true
+    }
+    #expect { try TablePatterns.resolve(["x.*", "public.*"], among: all, place: "in db") } throws: {
+      ($0 as? BackupError)?.description.contains("no table matches \"x.*\" in db") == true
+    }
+  }
+}
+
 @Suite struct SettingsTests {
   @Test func backupDirectoryPrecedence() {
     let env = ["AI_SHELL_BACKUP_DIR": "/env/dir", "XDG_DATA_HOME": "/xdg", "HOME": "/home/u"]

@@ -129,6 +129,32 @@ import Testing
     #expect(try sqlite3(target, "SELECT count(*) FROM accounts") == "3\n")
   }
 
+  @Test func tableGlobsOnCreateAndRestore() throws {
+    let cli = AIShellRunner()
+    let db = cli.work.file("s.db")
+    try makeSQLite(db, sampleSQL)
+    let none = try cli.run(["backup", "create", "-d", db, "--tables", "acc*,zz*"])
+    #expect(none.status == 2)
+    #expect(none.stderr.contains("no table matches \"zz*\""), "\(none.stderr)")
+    #expect(cli.backupFiles().isEmpty)
+    #expect(try cli.run(["backup", "create", "-d", db, "--jobs", "0"]).status == 64)
+
+    let r = try cli.run(["backup", "create", "-d", db, "--tables", "acc*,k?", "--jobs", "2", "--json"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let id = try #require((r.json as? [String: Any])?["id"] as? String)
+    let parts = try #require((r.json as? [String: Any])?["tables"] as? [[String: Any]])
+    #expect(Set(parts.compactMap { $0["name"] as? String }) == ["accounts", "kv"])
+
+    let target = cli.work.file("glob.db")
+    let restored = try cli.run(["backup", "restore", id, "-d", target, "--tables", "[k]*"])
+    #expect(restored.status == 0, "\(restored.stderr)")
+    #expect(try sqlite3(target, "SELECT count(*) FROM kv") == "5\n")
+    #expect(try sqlite3(target, "SELECT count(*) FROM sqlite_schema WHERE name = 'accounts'") == "0\n")
+    let miss = try cli.run(["backup", "restore", id, "-d", cli.work.file("x.db"), "--tables", "calc*"])
+    #expect(miss.status == 2)
+    #expect(miss.stderr.contains("no table matches \"calc*\" in backup"), "\(miss.stderr)")
+  }
+
   @Test func restoreRefusesExistingTablesUnlessDropExisting() throws {
     let cli = AIShellRunner()
     let db = cli.work.file("s.db")
