@@ -3,7 +3,7 @@ import PackageDescription
 
 // Layers (each arrow is the only direction a dependency may point):
 //   ai-shell (executable) -> AIShellCLI -> BackupCore -> BackupEngines / BackupPipeline / BackupStorage
-//   -> BackupModel -> C shims (CSQLite, CLibPQ, CMariaDB, CZlib, CDeflate, CBZip2, CZstd, CXXHash)
+//   -> BackupModel -> C shims (CSQLite, CLibPQ, CMariaDB, CZlib, CDeflate, CBZip2, CZstd, CXXHash, CMalloc)
 let package = Package(
   name: "ai-shell",
   platforms: [.macOS(.v14)],
@@ -24,9 +24,10 @@ let package = Package(
     .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq"),
     .systemLibrary(name: "CMariaDB", path: "Sources/CMariaDB", pkgConfig: "libmariadb"),
     .systemLibrary(name: "CXXHash", path: "Sources/CXXHash", pkgConfig: "libxxhash"),
+    .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
     .target(
       name: "BackupModel",
-      dependencies: ["CXXHash", .product(name: "Crypto", package: "swift-crypto")]
+      dependencies: ["CXXHash", "CMalloc", .product(name: "Crypto", package: "swift-crypto")]
     ),
     .target(
       name: "BackupPipeline",
@@ -61,7 +62,7 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ]
     ),
-    .executableTarget(name: "ai-shell", dependencies: ["AIShellCLI"]),
+    .executableTarget(name: "ai-shell", dependencies: ["AIShellCLI", "BackupModel"]),
     // scripts/bench.sh only: our age encryption over a file, timed against the age CLI
     .executableTarget(
       name: "age-throughput", dependencies: ["BackupModel", "BackupPipeline", "BackupStorage"]),

@@ -7,6 +7,7 @@ import BackupPipeline
 import BackupStorage
 import Foundation
 
+MallocTuning.apply()  // as the ai-shell executable does
 let args = CommandLine.arguments
 guard args.count == 4 else {
   FileHandle.standardError.write(Data("usage: age-throughput RECIPIENT INPUT OUTPUT\n".utf8))

@@ -1,3 +1,5 @@
 import AIShellCLI
+import BackupModel
 
+MallocTuning.apply()
 AIShell.runMain()

@@ -34,7 +34,7 @@ private func encrypt(_ plaintext: [UInt8], to recipients: [AgeRecipient], slice:
   let out = try AgeEncryptingOutput(output: file, recipients: recipients)
   var offset = 0
   while offset < plaintext.count {
-    let end = min(offset + slice, plaintext.count)
+    let end = offset + min(slice, plaintext.count - offset)
     try plaintext[offset..<end].withUnsafeBytes { try out.write($0) }
     offset = end
   }
@@ -457,13 +457,17 @@ struct AgeInteropTests {
     // the CLI derives the same recipient from our identity
     let derived = try shell("age-keygen -y \(dir.file("key.txt"))")
     #expect(derived.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == pair.recipient)
-    for size in sizes {
+    // writes smaller than a chunk are staged; whole chunks in a larger write are sealed in place
+    for size in sizes + [2 * 65_536, 3 * 65_536 + 5] {
       let plain = randomBytes(size)
-      try writeFile(dir.file("in.age"), try encrypt(plain, to: [try Age.parseRecipient(pair.recipient)]))
-      // (stdout, not -o: age creates the -o file only on the first plaintext byte)
-      let r = try shell("age -d -i \(dir.file("key.txt")) \(dir.file("in.age")) > \(dir.file("out"))")
-      #expect(r.status == 0, "size \(size): \(r.stderr)")
-      #expect(try readFile(dir.file("out")) == plain, "size \(size)")
+      for slice in [10_007, 65_536, 65_537, 200_000, Int.max] where slice == 10_007 || size > 65_536 {
+        let recipient = try Age.parseRecipient(pair.recipient)
+        try writeFile(dir.file("in.age"), try encrypt(plain, to: [recipient], slice: slice))
+        // (stdout, not -o: age creates the -o file only on the first plaintext byte)
+        let r = try shell("age -d -i \(dir.file("key.txt")) \(dir.file("in.age")) > \(dir.file("out"))")
+        #expect(r.status == 0, "size \(size) slice \(slice): \(r.stderr)")
+        #expect(try readFile(dir.file("out")) == plain, "size \(size) slice \(slice)")
+      }
     }
   }
 

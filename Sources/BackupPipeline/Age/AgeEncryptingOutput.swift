@@ -1,5 +1,6 @@
 import BackupModel
 import Crypto
+import Foundation
 
 /// Encrypts everything written to it into `output`: header first, then 64 KiB STREAM chunks.
 /// Streaming with constant memory (one chunk is buffered). `finish()` writes the final chunk and
@@ -42,7 +43,15 @@ public final class AgeEncryptingOutput: ByteOutput {
     var offset = 0
     while offset < bytes.count {
       // A full chunk is sealed only once more data follows: the final chunk may be full.
-      if chunk.count == AgeFormat.chunkSize { try seal(last: false) }
+      if chunk.count == AgeFormat.chunkSize {
+        try seal(chunk, last: false)
+        chunk.removeAll(keepingCapacity: true)
+      }
+      // whole chunks with more data after them are sealed straight from the caller's buffer
+      while chunk.isEmpty && bytes.count - offset > AgeFormat.chunkSize {
+        try seal(UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + AgeFormat.chunkSize]), last: false)
+        offset += AgeFormat.chunkSize
+      }
       let take = min(AgeFormat.chunkSize - chunk.count, bytes.count - offset)
       chunk.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + take]))
       offset += take
@@ -53,17 +62,16 @@ public final class AgeEncryptingOutput: ByteOutput {
   public func finish() throws {
     precondition(!finished, "finish called twice")
     finished = true
-    try seal(last: true)
+    try seal(chunk, last: true)
   }
 
-  private func seal(last: Bool) throws {
+  private func seal<Plaintext: DataProtocol>(_ plaintext: Plaintext, last: Bool) throws {
     let nonce = try ChaChaPoly.Nonce(data: streamNonce(counter: counter, last: last))
-    let box = try ChaChaPoly.seal(chunk, using: payloadKey, nonce: nonce)
+    let box = try ChaChaPoly.seal(plaintext, using: payloadKey, nonce: nonce)
     // ciphertext then tag, each as sealed: `combined` would copy the whole chunk once more
     try box.ciphertext.withUnsafeBytes { try output.write($0) }
     try box.tag.withUnsafeBytes { try output.write($0) }
     counter += 1
-    chunk.removeAll(keepingCapacity: true)
   }
 }
 
