@@ -31,6 +31,13 @@ extension Backup {
       service.keys = try decrypt.keys(configured: common.loadConfig().encryption.identityFile)
       let progress = ProgressPrinter()
       if verbose { service.progress = progress }
+      if test, let m = try? service.manifest(for: id),
+        let connection = ResolvedDatabase.connection(
+          forLocation: m.database.location, config: try common.loadConfig())
+      {
+        // the manifest keeps no password: a named connection for that server supplies it
+        connection.exportPassword()
+      }
       let report = try service.verify(id, deep: deep || test, test: test)
       if common.json {
         print(try Render.json(report))

@@ -351,6 +351,26 @@ public struct ResolvedDatabase: Sendable {
       password: parsed.password)
   }
 
+  /// The configured connection whose database is `location` (a manifest's password-free
+  /// `database.location`), so that `verify --test` reaches the server with that connection's
+  /// password (from its secrets file or `${VAR}`); nil when no connection matches.
+  public static func connection(
+    forLocation location: String, config: Config,
+    environment: [String: String] = ProcessInfo.processInfo.environment
+  ) -> ResolvedDatabase? {
+    for name in config.connections.keys.sorted() {
+      guard let r = try? resolve(name, config: config, environment: environment),
+        r.parsed.engine != "sqlite",
+        let l = try? DatabaseLocator(r.locatorText), l.location == location
+      else { continue }
+      var found = r
+      found.password = r.password ?? r.parsed.password
+      found.parsed.password = nil
+      return found
+    }
+    return nil
+  }
+
   /// What `DatabaseLocator` accepts: the SQLite path, or the URL for other engines.
   public var locatorText: String { parsed.engine == "sqlite" ? parsed.database : url }
 

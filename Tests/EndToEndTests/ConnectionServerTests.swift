@@ -58,5 +58,11 @@ import Testing
     #expect(obj["engine"] as? String == "postgres")
     let tables = try #require(obj["tables"] as? [[String: Any]])
     #expect(tables.first { $0["name"] as? String == "public.t" }?["rows"] as? Int == 2)
+    // verify --test reaches the server through the manifest's password-free location: the
+    // password kept only in the connection's secrets file must still be used
+    let id = try #require(obj["id"] as? String)
+    let verified = try cli.run(["backup", "verify", id, "--test"])
+    #expect(verified.status == 0, "\(verified.stdout) \(verified.stderr)")
+    #expect(verified.stdout.contains("verified"))
   }
 }

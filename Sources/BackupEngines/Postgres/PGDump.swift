@@ -76,11 +76,6 @@ extension PostgresEngine {
   }
 
   func dumpImpl(options: DumpOptions, to sink: PartSink) throws -> DumpResult {
-    guard options.format == .sql else {
-      throw BackupError(
-        .usage, "PostgreSQL backups support --format sql only in this version",
-        hint: "csv and json for PostgreSQL are not implemented yet")
-    }
     let db = try connect()
     try db.setStableOutput()
     let lockMillis = max(1, Int(options.lockTimeoutSeconds * 1000))
@@ -95,6 +90,7 @@ extension PostgresEngine {
       .flatMap { Int64($0) }
     let pgDump = try PGDumpTool.find(serverVersionNumber: db.serverVersionNumber)
     let plan = try plan(db, wanted: options.tables)
+    try checkPrivileges(db, plan)
     // hold ACCESS SHARE on every dumped table for the whole dump: no DROP/ALTER can slip in
     // between pg_dump's catalog reads and our COPYs
     if !plan.tables.isEmpty {
@@ -121,35 +117,35 @@ extension PostgresEngine {
     let child = PGDumpTool.ChildConnection(db)
     var objects: [SchemaObject] = []
     let out = OutputBuffer(sink: sink)
+    let layout = PGPartLayout(format: options.format, mtime: Int64(options.createdAt.timeIntervalSince1970))
 
     // schema: pg_dump's pre-data section, with our object markers
     let pre = try pgDump.run(dumpArgs + ["--section=pre-data"], connection: child, endpoint: db.endpoint)
-    try sink.beginPart(kind: .schema, table: nil)
-    out.append(
+    var schema = Array(
       "-- ai-shell backup of PostgreSQL database \(sanitize(db.info.databaseName)) (server \(serverVersion)), made with pg_dump \(pgDump.major)\n"
-    )
-    out.append("-- restore with: psql -v ON_ERROR_STOP=1 -d newdb -f this-file (after decompressing)\n")
-    out.append(contentsOf: annotate(pre, map: map, objects: &objects))
+        .utf8)
+    if options.format == .sql {
+      schema += Array(
+        "-- restore with: psql -v ON_ERROR_STOP=1 -d newdb -f this-file (after decompressing)\n".utf8)
+    }
+    schema += annotate(pre, map: map, objects: &objects)
+    try sink.beginPart(kind: .schema, table: nil)
+    out.append(contentsOf: try layout.scriptPart(.schema, schema))
     try out.flush()
     try sink.endPart(rows: nil, contentChecksum: nil)
 
-    // one part per table: exactly pg_dump's data format
-    for t in plan.dataTables {
-      let cols = try db.copyColumns(oid: t.oid)
-      let colList = cols.isEmpty ? "" : " (\(cols))"
-      try sink.beginPart(kind: .table, table: t.name)
-      let marker = SchemaObject(type: "data", name: t.name, table: t.name)
-      out.append(Bytes.markerPrefix + Bytes.markerJSON(marker) + "\n")
-      out.append("COPY \(t.sql)\(colList) FROM stdin;\n")
-      var checksum = RowSetChecksum()
-      try db.copyOut("COPY \(t.sql)\(colList) TO STDOUT") { line in
-        checksum.add(line)
-        out.append(line)
-        try out.flushIfNeeded()
+    // one part per table, from this connection or from parallel workers on the same snapshot
+    if options.jobs > 1 && plan.dataTables.count > 1 {
+      try dumpTablesInParallel(
+        plan.dataTables, layout: layout, snapshot: snapshot, jobs: options.jobs, lockMillis: lockMillis,
+        to: sink)
+    } else {
+      for t in plan.dataTables {
+        try sink.beginPart(kind: .table, table: t.name)
+        let checksum = try dumpTable(db, t, layout: layout, out: out)
+        try out.flush()
+        try sink.endPart(rows: checksum.rows, contentChecksum: checksum.finalizeHex())
       }
-      out.append("\\.\n\n")
-      try out.flush()
-      try sink.endPart(rows: checksum.rows, contentChecksum: checksum.finalizeHex())
     }
 
     // post-data: sequence values read in the snapshot, then pg_dump's post-data section
@@ -172,17 +168,164 @@ extension PostgresEngine {
       seqText += "SELECT pg_catalog.setval(\(lit), \(last), \(called));\n"
     }
     let post = try pgDump.run(dumpArgs + ["--section=post-data"], connection: child, endpoint: db.endpoint)
-    try sink.beginPart(kind: .postData, table: nil)
+    var postScript: [UInt8] = []
     if !seqText.isEmpty {
       // pg_dump's post-data starts with its own SET lines; ours need search_path-free names only
-      out.append("\n--\n-- Sequence values, read in the backup's snapshot (added by ai-shell)\n--\n\n")
-      out.append(seqText)
+      postScript += Array(
+        "\n--\n-- Sequence values, read in the backup's snapshot (added by ai-shell)\n--\n\n".utf8)
+      postScript += Array(seqText.utf8)
     }
-    out.append(contentsOf: annotate(post, map: map, objects: &objects))
+    postScript += annotate(post, map: map, objects: &objects)
+    try sink.beginPart(kind: .postData, table: nil)
+    out.append(contentsOf: try layout.scriptPart(.postData, postScript))
     try out.flush()
     try sink.endPart(rows: nil, contentChecksum: nil)
     _ = try? db.query("COMMIT")
     return DumpResult(serverVersion: serverVersion, sizeBytes: sizeBytes, objects: objects)
+  }
+
+  /// Refuses, before anything is written, tables and sequences the user may not read, naming
+  /// them and the privilege needed.
+  func checkPrivileges(_ db: PGConnection, _ plan: PGDumpPlan) throws {
+    guard !plan.tables.isEmpty else { return }
+    let oids = "{" + plan.tables.map(\.oid).joined(separator: ",") + "}"
+    let denied = try db.query(
+      """
+      SELECT n.nspname || '.' || c.relname FROM pg_catalog.pg_class c
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.oid = ANY($1::oid[]) AND NOT pg_catalog.has_table_privilege(c.oid, 'SELECT')
+      ORDER BY 1
+      """, [oids]
+    ).compactMap { $0[0] }
+    guard let first = denied.first else { return }
+    let user = (try? db.query("SELECT current_user").first?.first ?? nil) ?? db.info.userName
+    let more =
+      denied.count > 1
+      ? " (and \(denied.count - 1) more: \(denied.dropFirst().prefix(5).joined(separator: ", ")))" : ""
+    throw BackupError(
+      .database,
+      "PostgreSQL at \(db.endpoint): user \"\(user)\" lacks the SELECT privilege on table \"\(first)\"\(more)",
+      hint: "GRANT SELECT ON the table to \(user) (or pg_read_all_data), or leave it out with --tables")
+  }
+
+  /// Writes one table part's content (in the backup's format) from `db`'s snapshot; returns its
+  /// row count and content checksum.
+  func dumpTable(_ db: PGConnection, _ t: PGTable, layout: PGPartLayout, out: OutputBuffer) throws
+    -> RowSetChecksum
+  {
+    let cols = try db.copyColumns(oid: t.oid)
+    let colList = cols.isEmpty ? "" : " (\(cols))"
+    let copy = "COPY \(t.sql)\(colList) TO STDOUT"
+    var checksum = RowSetChecksum()
+    switch layout.format {
+    case .sql:
+      let marker = SchemaObject(type: "data", name: t.name, table: t.name)
+      out.append(Bytes.markerPrefix + Bytes.markerJSON(marker) + "\n")
+      out.append("COPY \(t.sql)\(colList) FROM stdin;\n")
+      try db.copyOut(copy) { line in
+        checksum.add(line)
+        out.append(line)
+        try out.flushIfNeeded()
+      }
+      out.append("\\.\n\n")
+    case .json:
+      let columns = try db.columns(oid: t.oid)
+      let keys = PGRowFormat.jsonKeys(columns)
+      var scratch: [UInt8] = []
+      out.append(contentsOf: PGRowFormat.jsonHeader(table: t.name, columns: columns))
+      try db.copyOut(copy) { line in
+        checksum.add(line)
+        PGRowFormat.appendJSON(line, columns: columns, keys: keys, to: &out.bytes, scratch: &scratch)
+        try out.flushIfNeeded()
+      }
+    case .csv:
+      // a tar entry needs its size first: pass 1 measures, pass 2 writes (same snapshot)
+      let header = PGRowFormat.csvHeader(try db.columns(oid: t.oid))
+      var size = Int64(header.count)
+      var record: [UInt8] = []
+      var scratch: [UInt8] = []
+      try db.copyOut(copy) { line in
+        record.removeAll(keepingCapacity: true)
+        PGRowFormat.appendCSV(line, to: &record, scratch: &scratch)
+        size += Int64(record.count)
+      }
+      out.append(
+        contentsOf: Tar.header(
+          name: Tar.entryName(forTable: t.name, suffix: ".csv"), size: size, mtime: layout.mtime))
+      out.append(contentsOf: header)
+      var written = Int64(header.count)
+      try db.copyOut(copy) { line in
+        checksum.add(line)
+        let before = out.bytes.count
+        PGRowFormat.appendCSV(line, to: &out.bytes, scratch: &scratch)
+        written += Int64(out.bytes.count - before)
+        try out.flushIfNeeded()
+      }
+      guard written == size else {
+        throw BackupError(.database, "table \"\(t.name)\" changed between the two csv passes")
+      }
+      out.append(contentsOf: [UInt8](repeating: 0, count: Tar.paddingCount(for: size)))
+    }
+    return checksum
+  }
+
+  /// The table parts from `jobs` worker connections that all import the backup's snapshot
+  /// (`SET TRANSACTION SNAPSHOT`); parts reach the sink in table order (PGParallelDump).
+  func dumpTablesInParallel(
+    _ tables: [PGTable], layout: PGPartLayout, snapshot: String, jobs: Int, lockMillis: Int, to sink: PartSink
+  ) throws {
+    let info = try ConnInfo(url)
+    let shared = PGParallelDump(count: tables.count, lookahead: jobs)
+    let workers = min(jobs, tables.count)
+    let engine = self
+    var writeError: Error?
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async {
+      runThreads(workers) { _ in
+        var db: PGConnection?
+        while let i = shared.claim() {
+          do {
+            if db == nil {
+              let c = try PGConnection(info)
+              try c.setStableOutput()
+              try c.query("SET lock_timeout = \(lockMillis)")
+              try c.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+              try c.query("SET TRANSACTION SNAPSHOT '\(snapshot)'")
+              db = c
+            }
+            let out = OutputBuffer(sink: PGPipeSink(shared, i))
+            let checksum = try engine.dumpTable(db!, tables[i], layout: layout, out: out)
+            try out.flush()
+            shared.finish(i, rows: checksum.rows, checksum: checksum.finalizeHex())
+          } catch {
+            shared.fail(error)
+            return
+          }
+        }
+      }
+      group.leave()
+    }
+    do {
+      for (i, t) in tables.enumerated() {
+        try sink.beginPart(kind: .table, table: t.name)
+        var ended = false
+        while !ended {
+          switch try shared.take(i) {
+          case .data(let bytes):
+            try bytes.withUnsafeBytes { try sink.write($0) }
+          case .end(let rows, let checksum):
+            try sink.endPart(rows: rows, contentChecksum: checksum)
+            ended = true
+          }
+        }
+      }
+    } catch {
+      writeError = error
+      shared.fail(error)
+    }
+    group.wait()
+    if let writeError { throw writeError }
   }
 
   /// Copies pg_dump's output, adding an ai-shell marker after each `-- Name: …` TOC header

@@ -55,9 +55,6 @@ extension PostgresEngine {
   }
 
   func checkRestoreImpl(_ request: RestoreRequest) throws -> [String] {
-    guard request.format == .sql else {
-      throw BackupError(.usage, "PostgreSQL restores support sql backups only in this version")
-    }
     let info = try ConnInfo(url)
     let tables = try request.restoredTables()
     var notes: [String] = []
@@ -71,14 +68,16 @@ extension PostgresEngine {
       notes.append("would create database \"\(info.databaseName)\"")
     }
     notes.append("would restore \(tables.count) table\(tables.count == 1 ? "" : "s")")
+    if request.isParallel {
+      notes.append(
+        "would load tables on \(request.jobs) connections, each table in its own transaction (--jobs \(request.jobs))"
+      )
+    }
     if request.tables != nil { notes.append("views and materialized views are skipped: --tables given") }
     return notes
   }
 
   func restoreImpl(_ request: RestoreRequest, parts: PartOpener) throws -> RestoreReport {
-    guard request.format == .sql else {
-      throw BackupError(.usage, "PostgreSQL restores support sql backups only in this version")
-    }
     let info = try ConnInfo(url)
     _ = try request.restoredTables()
     var created = false
@@ -94,7 +93,12 @@ extension PostgresEngine {
     do {
       let session = PGRestoreSession(db: db, request: request)
       if created { session.report.notes.append("created database \"\(info.databaseName)\"") }
-      try session.run(engine: self, parts: parts)
+      if request.isParallel {
+        try session.runParallel(
+          engine: self, parts: PGLockedOpener(parts), info: info, createdDatabase: created)
+      } else {
+        try session.run(engine: self, parts: parts)
+      }
       return session.report
     } catch {
       if created { try? dropDatabase(info.databaseName) }
@@ -145,40 +149,61 @@ final class PGRestoreSession {
     try db.query("SET lock_timeout = \(max(1, Int(request.lockTimeoutSeconds * 1000)))")
     try db.query("BEGIN")
     do {
-      let conflicts = try engine.conflicts(db, request)
-      if !conflicts.isEmpty {
-        guard request.dropExisting else { throw engine.refuse(conflicts, endpoint: db.endpoint) }
-        let order = ["materialized view", "view", "table", "foreign table", "sequence"]
-        for kind in order {
-          for c in conflicts where c.kind == kind {
-            let what = kind == "table" ? "TABLE" : kind.uppercased()
-            try db.query("DROP \(what) IF EXISTS \(c.sql) CASCADE")
-            report.notes.append("dropped \(c.kind) \"\(c.name)\"")
-          }
-        }
-      }
+      try dropConflicts(engine: engine)
       for (i, part) in request.parts.enumerated() {
-        let reader = InputReader(try parts.open(i))
-        switch part.kind {
-        case .table:
-          try runTablePart(reader: reader, table: part.table)
-        case .schema, .postData:
-          var bytes: [UInt8] = []
-          while try reader.read(upTo: 1 << 20, appendingTo: &bytes) > 0 {}
-          try runScript(bytes)
-        }
-        // read to the end so the part's checksum is checked before anything commits
-        var junk: [UInt8] = []
-        while try reader.read(upTo: 1 << 20, appendingTo: &junk) > 0 { junk.removeAll(keepingCapacity: true) }
+        try apply(part, reader: InputReader(try parts.open(i)))
       }
       try db.query("COMMIT")
     } catch {
-      if PQtransactionStatus(db.conn) == PQTRANS_ACTIVE {
-        _ = try? db.endCopyIn(failWith: "restore aborted")
-      }
-      _ = try? db.query("ROLLBACK")
+      abortTransaction()
       throw error
     }
+    addNotes()
+  }
+
+  func abortTransaction() {
+    if PQtransactionStatus(db.conn) == PQTRANS_ACTIVE {
+      _ = try? db.endCopyIn(failWith: "restore aborted")
+    }
+    _ = try? db.query("ROLLBACK")
+  }
+
+  /// Applies one part in the current transaction, reading it to its end (so its checksum is
+  /// checked before anything commits).
+  func apply(_ part: RestorePart, reader: InputReader) throws {
+    switch part.kind {
+    case .table:
+      switch request.format {
+      case .sql: try runTablePart(reader: reader, table: part.table)
+      case .csv: try runCSVTablePart(reader: reader, table: part.table)
+      case .json: try runJSONTablePart(reader: reader, table: part.table)
+      }
+    case .schema, .postData:
+      try runScript(try PGPartLayout(format: request.format, mtime: 0).script(of: part.kind, from: reader))
+    }
+    var junk: [UInt8] = []
+    while try reader.read(upTo: 1 << 20, appendingTo: &junk) > 0 { junk.removeAll(keepingCapacity: true) }
+  }
+
+  /// `--drop-existing`: drops the backup's relations the target has; otherwise refuses them.
+  func dropConflicts(engine: PostgresEngine) throws {
+    let conflicts = try engine.conflicts(db, request)
+    guard !conflicts.isEmpty else { return }
+    guard request.dropExisting else { throw engine.refuse(conflicts, endpoint: db.endpoint) }
+    try drop(conflicts)
+    for c in conflicts { report.notes.append("dropped \(c.kind) \"\(c.name)\"") }
+  }
+
+  func drop(_ relations: [PGConflict]) throws {
+    for kind in ["materialized view", "view", "table", "foreign table", "sequence"] {
+      for c in relations where c.kind == kind {
+        let what = kind == "table" ? "TABLE" : kind.uppercased()
+        try db.query("DROP \(what) IF EXISTS \(c.sql) CASCADE")
+      }
+    }
+  }
+
+  func addNotes() {
     if !missingRoles.isEmpty {
       let user = (try? db.query("SELECT current_user").first?.first ?? nil) ?? "the restoring user"
       report.notes.append(
@@ -348,4 +373,239 @@ final class PGRestoreSession {
         .corrupt, "the data of \(table ?? "a table") ends without \\.", hint: "the backup is truncated")
     }
   }
+}
+
+extension RestoreRequest {
+  /// A PostgreSQL restore loads tables on several connections when `--jobs` asks for it and
+  /// there are at least two tables to load.
+  var isParallel: Bool {
+    jobs > 1 && parts.filter { $0.kind == .table && (tables?.contains($0.table ?? "") ?? true) }.count > 1
+  }
+}
+
+extension PGRestoreSession {
+  /// Runs `COPY <table> (<columns>) FROM STDIN <options>` and `feed` (which sends the rows);
+  /// a server error is a statement failure (`--continue-on-error` rolls back just this table).
+  func copyIn(table: String, columns: [String], options: String, feed: () throws -> Void) throws {
+    guard let target = try db.quotedTable(table) else {
+      throw BackupError(.database, "table \"\(table)\" was not created by the backup's schema")
+    }
+    let cols = columns.isEmpty ? "" : " (" + columns.map(quoteIdent).joined(separator: ", ") + ")"
+    let sql = "COPY \(target)\(cols) FROM STDIN\(options)"
+    statementNumber += 1
+    let useSavepoint = request.continueOnError
+    if useSavepoint { try db.query("SAVEPOINT ai_shell_copy") }
+    do {
+      guard try Array(sql.utf8).withUnsafeBytes({ try db.execRaw($0) }) == PGRES_COPY_IN else {
+        throw BackupError(.database, "COPY \(table) did not start")
+      }
+    } catch let e as PGStatementError {
+      throw BackupError(.database, "statement \(statementNumber) (COPY \(table)) failed: \(e.message)")
+    }
+    do {
+      try feed()
+    } catch {
+      _ = try? db.endCopyIn(failWith: "restore aborted")
+      throw error
+    }
+    do {
+      let rows = try db.endCopyIn()
+      if useSavepoint { try db.query("RELEASE SAVEPOINT ai_shell_copy") }
+      report.statementsExecuted += 1
+      report.tables.append(TableRestoreResult(name: table, rows: rows))
+    } catch let e as PGStatementError {
+      if useSavepoint { try db.query("ROLLBACK TO SAVEPOINT ai_shell_copy; RELEASE SAVEPOINT ai_shell_copy") }
+      try failed(e, object: SchemaObject(type: "data", name: table, table: table))
+    }
+  }
+
+  /// A csv table part: one tar entry whose csv (after its header row) goes to the server as is.
+  func runCSVTablePart(reader: InputReader, table: String?) throws {
+    guard let table else { throw BackupError(.corrupt, "a table part of this backup names no table") }
+    guard let entry = try Tar.readHeader(from: reader) else {
+      throw BackupError(.corrupt, "the data part of \(table) has no tar entry")
+    }
+    let (names, used) = try CSVHeaderReader.read(reader, limit: entry.size, table: table)
+    var left = entry.size - used
+    func send(_ body: (([UInt8]) throws -> Void)) throws {
+      var buffer: [UInt8] = []
+      while left > 0 {
+        buffer.removeAll(keepingCapacity: true)
+        let n = try reader.read(upTo: Int(min(left, 256 * 1024)), appendingTo: &buffer)
+        guard n > 0 else { throw BackupError(.corrupt, "the csv data of \(table) is truncated") }
+        left -= Int64(n)
+        try body(buffer)
+      }
+    }
+    if wants(table: table) {
+      try copyIn(table: table, columns: names, options: " WITH (FORMAT csv)") {
+        try send { b in try b.withUnsafeBytes { try db.putCopyData($0) } }
+      }
+    } else {
+      try send { _ in }
+    }
+    try reader.skip(Tar.paddingCount(for: entry.size))
+  }
+
+  struct JSONTableHeader: Decodable {
+    struct Column: Decodable { var name: String }
+    var table: String
+    var columns: [Column]
+    enum CodingKeys: String, CodingKey {
+      case table = "$table"
+      case columns
+    }
+  }
+
+  /// A json table part: a header line, then one object per row, sent as text-format COPY lines.
+  func runJSONTablePart(reader: InputReader, table: String?) throws {
+    guard let table else { throw BackupError(.corrupt, "a table part of this backup names no table") }
+    var line: [UInt8] = []
+    guard try reader.readLine(into: &line),
+      let header = try? JSONDecoder().decode(JSONTableHeader.self, from: Data(line))
+    else { throw BackupError(.corrupt, "the data part of \(table) does not start with its $table header") }
+    guard wants(table: table) else { return }
+    var rows = PGJSONRowReader(table: table, columns: header.columns.map(\.name))
+    try copyIn(table: table, columns: header.columns.map(\.name), options: "") {
+      var buffer: [UInt8] = []
+      buffer.reserveCapacity(300 * 1024)
+      while try reader.readLine(into: &line) {
+        guard line.contains(where: { !PGText.isBlank([$0][...]) }) else { continue }
+        try rows.convert(line, into: &buffer)
+        if buffer.count >= 256 * 1024 {
+          try buffer.withUnsafeBytes { try db.putCopyData($0) }
+          buffer.removeAll(keepingCapacity: true)
+        }
+      }
+      try buffer.withUnsafeBytes { try db.putCopyData($0) }
+    }
+  }
+
+  /// `--jobs N` (docs/ARCHITECTURE.md, "Parallel PostgreSQL restores"): the drops and the schema
+  /// part commit first; then `jobs` connections load the table parts, each table in its own
+  /// transaction; then the post-data part (indexes, constraints, triggers, sequence values)
+  /// commits. On a failure after the schema committed, the relations of the backup are dropped
+  /// again (the whole database when the restore created it) and the error says so.
+  func runParallel(engine: PostgresEngine, parts: PGLockedOpener, info: ConnInfo, createdDatabase: Bool)
+    throws
+  {
+    try db.query("SET lock_timeout = \(max(1, Int(request.lockTimeoutSeconds * 1000)))")
+    try db.query("BEGIN")
+    let tableIndices = request.parts.indices.filter { request.parts[$0].kind == .table }
+    do {
+      try dropConflicts(engine: engine)
+      for (i, part) in request.parts.enumerated() where part.kind == .schema {
+        try apply(part, reader: InputReader(try parts.open(i)))
+      }
+      try db.query("COMMIT")
+    } catch {
+      abortTransaction()
+      throw error
+    }
+    do {
+      let encoding = (try db.query("SHOW client_encoding").first?.first ?? nil) ?? "UTF8"
+      try loadTablesInParallel(tableIndices, parts: parts, info: info, encoding: encoding)
+      try db.query("BEGIN")
+      for (i, part) in request.parts.enumerated() where part.kind == .postData {
+        try apply(part, reader: InputReader(try parts.open(i)))
+      }
+      try db.query("COMMIT")
+    } catch {
+      abortTransaction()
+      guard !createdDatabase else { throw error }  // restoreImpl drops the database
+      let undone: String
+      do {
+        try db.query("BEGIN")
+        let created = try engine.conflicts(db, request)
+        try drop(created)
+        try db.query("COMMIT")
+        undone = "the \(created.count) relations this restore had created were dropped again"
+      } catch {
+        abortTransaction()
+        undone = "dropping the relations it had created failed too (\(oneLine("\(error)")))"
+      }
+      let message = (error as? BackupError)?.message ?? "\(error)"
+      throw BackupError(
+        (error as? BackupError)?.status ?? .database,
+        "parallel restore (--jobs \(request.jobs)) failed: \(message); \(undone)",
+        hint:
+          "schemas, types, functions and extensions it created are left; objects --drop-existing dropped are not brought back"
+      )
+    }
+    addNotes()
+    report.notes.append("tables loaded on \(request.jobs) connections, each in its own transaction")
+  }
+
+  /// Loads the given table parts on up to `jobs` connections.
+  func loadTablesInParallel(_ indices: [Int], parts: PGLockedOpener, info: ConnInfo, encoding: String) throws
+  {
+    let queue = PGWorkQueue(indices)
+    let results = PGResults()
+    let request = self.request
+    let lockMillis = max(1, Int(request.lockTimeoutSeconds * 1000))
+    runThreads(min(request.jobs, indices.count)) { _ in
+      var session: PGRestoreSession?
+      while let i = queue.next() {
+        do {
+          if session == nil {
+            let c = try PGConnection(info)
+            try c.query(
+              "SET client_encoding = '\(encoding)'; SET lock_timeout = \(lockMillis); SET row_security = off; SET statement_timeout = 0"
+            )
+            session = PGRestoreSession(db: c, request: request)
+          }
+          let s = session!
+          try s.db.query("BEGIN")
+          do {
+            try s.apply(request.parts[i], reader: InputReader(try parts.open(i)))
+            try s.db.query("COMMIT")
+          } catch {
+            s.abortTransaction()
+            throw error
+          }
+        } catch {
+          results.fail(error)
+          queue.stop()
+          return
+        }
+      }
+      if let s = session { results.add(s.report) }
+    }
+    if let e = results.failure { throw e }
+    for r in results.reports {
+      report.statementsExecuted += r.statementsExecuted
+      report.statementsFailed += r.statementsFailed
+      report.errors += r.errors.prefix(max(0, 10 - report.errors.count))
+      report.tables += r.tables
+    }
+    let order = Dictionary(request.parts.enumerated().compactMap { i, p in p.table.map { ($0, i) } }) {
+      a, _ in a
+    }
+    report.tables.sort { (order[$0.name] ?? 0) < (order[$1.name] ?? 0) }
+  }
+}
+
+/// Indices handed out to worker threads in order.
+final class PGWorkQueue: @unchecked Sendable {
+  private let lock = NSLock()
+  private var items: [Int]
+  private var at = 0
+  init(_ items: [Int]) { self.items = items }
+  func next() -> Int? {
+    lock.withLock {
+      guard at < items.count else { return nil }
+      at += 1
+      return items[at - 1]
+    }
+  }
+  func stop() { lock.withLock { at = items.count } }
+}
+
+/// What the restore workers report back.
+final class PGResults: @unchecked Sendable {
+  private let lock = NSLock()
+  private(set) var reports: [RestoreReport] = []
+  private(set) var failure: Error?
+  func add(_ r: RestoreReport) { lock.withLock { reports.append(r) } }
+  func fail(_ e: Error) { lock.withLock { if failure == nil { failure = e } } }
 }

@@ -197,6 +197,78 @@ enum Bytes {
     if n > start { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[start..<n])) }
   }
 
+  /// Decodes a JSON string from `i` (just after its opening quote) through its closing quote,
+  /// appending the text to `out`; returns what is wrong, or nil.
+  static func decodeJSONString(_ p: UnsafeBufferPointer<UInt8>, _ i: inout Int, into out: inout [UInt8])
+    -> String?
+  {
+    let n = p.count
+    func hex4() -> UInt32? {
+      guard i + 4 <= n else { return nil }
+      var v: UInt32 = 0
+      for k in 0..<4 {
+        guard let d = nibble(p[i + k]) else { return nil }
+        v = v << 4 | UInt32(d)
+      }
+      i += 4
+      return v
+    }
+    while i < n {
+      let c = p[i]
+      if c == 0x22 {
+        i += 1
+        return nil
+      }
+      if c != 0x5C {
+        out.append(c)
+        i += 1
+        continue
+      }
+      guard i + 1 < n else { break }
+      let e = p[i + 1]
+      i += 2
+      switch e {
+      case 0x22, 0x5C, 0x2F: out.append(e)
+      case UInt8(ascii: "n"): out.append(0x0A)
+      case UInt8(ascii: "r"): out.append(0x0D)
+      case UInt8(ascii: "t"): out.append(0x09)
+      case UInt8(ascii: "b"): out.append(0x08)
+      case UInt8(ascii: "f"): out.append(0x0C)
+      case UInt8(ascii: "u"):
+        guard var v = hex4() else { return "bad \\u escape" }
+        if v >= 0xD800 && v <= 0xDBFF {
+          guard i + 1 < n, p[i] == 0x5C, p[i + 1] == UInt8(ascii: "u") else { return "lone surrogate" }
+          i += 2
+          guard let lo = hex4(), lo >= 0xDC00 && lo <= 0xDFFF else { return "bad surrogate pair" }
+          v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00)
+        } else if v >= 0xDC00 && v <= 0xDFFF {
+          return "lone surrogate"
+        }
+        appendUTF8(v, to: &out)
+      default: return "bad escape"
+      }
+    }
+    return "unterminated string"
+  }
+
+  static func appendUTF8(_ v: UInt32, to out: inout [UInt8]) {
+    if v < 0x80 {
+      out.append(UInt8(v))
+    } else if v < 0x800 {
+      out.append(UInt8(0xC0 | v >> 6))
+      out.append(UInt8(0x80 | v & 0x3F))
+    } else if v < 0x10000 {
+      out.append(UInt8(0xE0 | v >> 12))
+      out.append(UInt8(0x80 | v >> 6 & 0x3F))
+      out.append(UInt8(0x80 | v & 0x3F))
+    } else {
+      out.append(UInt8(0xF0 | v >> 18))
+      out.append(UInt8(0x80 | v >> 12 & 0x3F))
+      out.append(UInt8(0x80 | v >> 6 & 0x3F))
+      out.append(UInt8(0x80 | v & 0x3F))
+    }
+  }
+
   static func appendJSONString(_ s: String, to out: inout [UInt8]) {
     out.append(0x22)
     var copy = s

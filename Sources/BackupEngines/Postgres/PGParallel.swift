@@ -1,0 +1,145 @@
+import BackupModel
+import Foundation
+
+/// The hand-over between parallel dump workers and the one writer (docs/ARCHITECTURE.md,
+/// "Parallel PostgreSQL dumps"). Workers claim tables in order, at most `lookahead` tables ahead
+/// of the table the writer is on, and hand each table's encoded bytes over in chunks; a table
+/// holds at most `capacity` bytes not yet written (its worker waits beyond that). So memory is
+/// bounded by lookahead × capacity whatever the database size, nothing goes through a temporary
+/// file, and the parts reach the sink in table order: the file does not depend on the timing.
+final class PGParallelDump: @unchecked Sendable {
+  enum Item {
+    case data([UInt8])
+    case end(rows: Int64, checksum: String)
+  }
+
+  private let cond = NSCondition()
+  private var chunks: [[[UInt8]]]
+  private var buffered: [Int]
+  private var results: [(Int64, String)?]
+  private var next = 0
+  private var writerAt = 0
+  private var failure: Error?
+  let count: Int
+  let lookahead: Int
+  let capacity: Int
+
+  init(count: Int, lookahead: Int, capacity: Int = 4 << 20) {
+    self.count = count
+    self.lookahead = max(1, lookahead)
+    self.capacity = capacity
+    chunks = Array(repeating: [], count: count)
+    buffered = Array(repeating: 0, count: count)
+    results = Array(repeating: nil, count: count)
+  }
+
+  /// The next table for a worker, or nil when there is none left or the dump failed.
+  func claim() -> Int? {
+    cond.lock()
+    defer { cond.unlock() }
+    while failure == nil && next < count && next >= writerAt + lookahead { cond.wait() }
+    guard failure == nil, next < count else { return nil }
+    next += 1
+    return next - 1
+  }
+
+  /// Hands a chunk of table `i` to the writer; waits while the table has `capacity` bytes pending.
+  func put(_ i: Int, _ bytes: UnsafeRawBufferPointer) throws {
+    cond.lock()
+    defer { cond.unlock() }
+    while failure == nil && buffered[i] >= capacity { cond.wait() }
+    if let failure { throw failure }
+    chunks[i].append(Array(bytes))
+    buffered[i] += bytes.count
+    cond.broadcast()
+  }
+
+  func finish(_ i: Int, rows: Int64, checksum: String) {
+    cond.lock()
+    results[i] = (rows, checksum)
+    cond.broadcast()
+    cond.unlock()
+  }
+
+  /// Stops everything: the first error is what every waiting side throws.
+  func fail(_ error: Error) {
+    cond.lock()
+    if failure == nil { failure = error }
+    cond.broadcast()
+    cond.unlock()
+  }
+
+  /// The writer's next item of table `i` (tables are taken in order).
+  func take(_ i: Int) throws -> Item {
+    cond.lock()
+    defer { cond.unlock() }
+    if writerAt != i {
+      writerAt = i
+      cond.broadcast()
+    }
+    while true {
+      if let failure { throw failure }
+      if !chunks[i].isEmpty {
+        let c = chunks[i].removeFirst()
+        buffered[i] -= c.count
+        cond.broadcast()
+        return .data(c)
+      }
+      if let r = results[i] { return .end(rows: r.0, checksum: r.1) }
+      cond.wait()
+    }
+  }
+}
+
+/// The `PartSink` a dump worker's `OutputBuffer` writes into: one table of a `PGParallelDump`.
+final class PGPipeSink: PartSink {
+  let dump: PGParallelDump
+  let index: Int
+  init(_ dump: PGParallelDump, _ index: Int) {
+    self.dump = dump
+    self.index = index
+  }
+  func beginPart(kind: PartKind, table: String?) throws {}
+  func write(_ bytes: UnsafeRawBufferPointer) throws { try dump.put(index, bytes) }
+  func endPart(rows: Int64?, contentChecksum: String?) throws {}
+}
+
+/// Runs `body(worker)` on `count` threads and waits for all of them.
+func runThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+  let group = DispatchGroup()
+  for w in 0..<count {
+    group.enter()
+    let t = Thread {
+      body(w)
+      group.leave()
+    }
+    t.stackSize = 4 << 20
+    t.start()
+  }
+  group.wait()
+}
+
+/// A `PartOpener` whose streams may be read from several threads: opening and every read take
+/// one lock, so the backup file is read (and decoded, and decrypted) by one thread at a time,
+/// while the database work of each stream runs in parallel.
+final class PGLockedOpener: @unchecked Sendable {
+  private let lock = NSLock()
+  private let base: PartOpener
+  init(_ base: PartOpener) { self.base = base }
+
+  func open(_ index: Int) throws -> ByteSource {
+    try lock.withLock { LockedSource(try base.open(index), lock) }
+  }
+
+  final class LockedSource: ByteSource {
+    let source: ByteSource
+    let lock: NSLock
+    init(_ source: ByteSource, _ lock: NSLock) {
+      self.source = source
+      self.lock = lock
+    }
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+      try lock.withLock { try source.read(into: buffer) }
+    }
+  }
+}
