@@ -2,16 +2,41 @@
 # Side-by-side benchmark in one run: ai-shell against the standard pipeline, with wall time
 # ratios and peak RSS (GNU time's maximum resident set size of the whole command).
 #   scripts/bench.sh sqlite [size-MB]      (default 500 MB; the database is cached in bench-data/)
+#   scripts/bench.sh mariadb [size-MB]     (default 300 MB; generated on a throwaway MariaDB
+#                                           started by scripts/mariadb-test-server.sh on port
+#                                           ${MARIADB_PORT:-53399}, stopped at the end)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-sqlite}
-[ "$what" = sqlite ] || { echo "usage: scripts/bench.sh sqlite [size-MB]" >&2; exit 64; }
-MB=${2:-500}
+case "$what" in
+  sqlite) MB=${2:-500} ;;
+  mariadb) MB=${2:-300} ;;
+  *) echo "usage: scripts/bench.sh sqlite|mariadb [size-MB]" >&2; exit 64 ;;
+esac
 scripts/install-deps.sh --test
 command -v /usr/bin/time >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q time >/dev/null
 swift build -c release 2>&1 | tail -1
 BIN=$(swift build -c release --show-bin-path)/ai-shell
 DATA=bench-data; mkdir -p "$DATA"
+OUT=$(mktemp -d "${TMPDIR:-/tmp}/ai-shell-bench.XXXXXX")
+CLEANUP=("rm -rf '$OUT'")
+trap 'for c in "${CLEANUP[@]}"; do eval "$c"; done' EXIT
+export AI_SHELL_BACKUP_DIR=$OUT/backups
+
+# measure KEY LABEL CMD: records wall seconds, CPU seconds (user + system, all processes of the
+# command) and peak RSS (KiB) under KEY
+declare -A WALL CPU RSS
+measure() {
+  local key=$1 label=$2; shift 2
+  sync
+  /usr/bin/time -f '%e %U %S %M' -o "$OUT/time" bash -c "$*" >/dev/null 2>"$OUT/err" || { cat "$OUT/err" >&2; exit 1; }
+  local w u s r; read -r w u s r <"$OUT/time"; WALL[$key]=$w; RSS[$key]=$r
+  CPU[$key]=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
+  printf '  %-34s %7.2f s  %7.2f s CPU  %7d MiB peak RSS\n' "$label" "$w" "${CPU[$key]}" "$((r / 1024))" >&2
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+bench_sqlite() {
 DB=$DATA/bench-$MB.db
 if [ ! -f "$DB" ]; then
   echo "building a ~$MB MB SQLite database in $DB ..." >&2
@@ -33,22 +58,6 @@ SQL
   mv "$DB.tmp" "$DB"
 fi
 dbsize=$(stat -c %s "$DB")
-OUT=$(mktemp -d "${TMPDIR:-/tmp}/ai-shell-bench.XXXXXX")
-trap 'rm -rf "$OUT"' EXIT
-export AI_SHELL_BACKUP_DIR=$OUT/backups
-
-# measure KEY LABEL CMD: records wall seconds, CPU seconds (user + system, all processes of the
-# command) and peak RSS (KiB) under KEY
-declare -A WALL CPU RSS
-measure() {
-  local key=$1 label=$2; shift 2
-  sync
-  /usr/bin/time -f '%e %U %S %M' -o "$OUT/time" bash -c "$*" >/dev/null 2>"$OUT/err" || { cat "$OUT/err" >&2; exit 1; }
-  local w u s r; read -r w u s r <"$OUT/time"; WALL[$key]=$w; RSS[$key]=$r
-  CPU[$key]=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
-  printf '  %-34s %7.2f s  %7.2f s CPU  %7d MiB peak RSS\n' "$label" "$w" "${CPU[$key]}" "$((r / 1024))" >&2
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 echo "database: $DB ($((dbsize / 1048576)) MiB), $(nproc) cores" >&2
 echo "create:" >&2
@@ -85,3 +94,66 @@ echo "| our age encryption / age CLI, same $(( $(stat -c %s "$PLAIN") / 1048576 
 # both are single-threaded streams: on a shared machine their CPU time is the steadier measure
 echo "| our age encryption / age CLI, same file: CPU (user + system) | $(ratio "${CPU[age_ours]}" "${CPU[age_cli]}") | <= 1.5 | |"
 echo "| baseline peak RSS: dump $((RSS[base_dump] / 1024)) MiB, restore $((RSS[base_restore] / 1024)) MiB | | | |"
+}
+
+# MySQL/MariaDB: ai-shell against `mariadb-dump --single-transaction | gzip -6` and `gzip -dc | mariadb`
+bench_mariadb() {
+  export MARIADB_PORT=${MARIADB_PORT:-53399} AI_SHELL_TEST_DIR=${TMPDIR:-/tmp}/ai-shell-bench-mariadb
+  scripts/mariadb-test-server.sh start >&2
+  CLEANUP+=("scripts/mariadb-test-server.sh stop")
+  eval "$(scripts/mariadb-test-server.sh env)"
+  local url=$AI_SHELL_TEST_MARIADB_URL
+  # the password goes through MYSQL_PWD, never argv (ai-shell reads it too)
+  export MYSQL_PWD=${url#*://*:}; MYSQL_PWD=${MYSQL_PWD%%@*}
+  local user=${url#*://}; user=${user%%:*}
+  local hostport=${url#*@}; hostport=${hostport%%/*}
+  local host=${hostport%%:*} port=${hostport##*:}
+  local base="mysql://$user@$host:$port"
+  local cli="--no-defaults --protocol=TCP -h $host -P $port -u $user"
+  local rows=$((MB * 1000000 / 160))
+  echo "building a ~$MB MB MariaDB database (bench) on $host:$port ..." >&2
+  mariadb $cli <<SQL
+SET GLOBAL innodb_flush_log_at_trx_commit = 2;
+CREATE DATABASE bench CHARACTER SET utf8mb4;
+USE bench;
+CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(100), email VARCHAR(100), city VARCHAR(50), created DATETIME);
+CREATE TABLE orders (id BIGINT PRIMARY KEY AUTO_INCREMENT, customer_id INT, amount DECIMAL(12,2), status ENUM('new','paid','shipped','closed'),
+  note VARCHAR(200), token BINARY(16), KEY (customer_id));
+CREATE TABLE events (id BIGINT PRIMARY KEY, kind VARCHAR(20), payload JSON, at TIMESTAMP NULL);
+INSERT INTO customers SELECT seq, CONCAT('Customer ', seq), CONCAT('user', seq, '@example.com'), CONCAT('City ', seq % 500),
+  FROM_UNIXTIME(1600000000 + seq * 37) FROM seq_1_to_$((rows / 10));
+INSERT INTO orders SELECT seq, 1 + seq % $((rows / 10)), (seq % 10007) * 0.37, 1 + seq % 4,
+  CONCAT('order ', seq, ' for customer ', seq % 977, ' with some free text that repeats'), UNHEX(MD5(seq)) FROM seq_1_to_$((rows / 2));
+INSERT INTO events SELECT seq, CONCAT('kind', seq % 17),
+  CONCAT('{"user":', seq % 5000, ',"action":"click","target":"button-', seq % 91, '","value":', seq, '}'), FROM_UNIXTIME(1700000000 + seq)
+  FROM seq_1_to_$((rows * 4 / 10));
+SQL
+  local dbsize
+  dbsize=$(mariadb $cli -N -e "SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'bench'")
+  echo "database: bench ($((dbsize / 1048576)) MiB in InnoDB), $(nproc) cores" >&2
+  echo "create:" >&2
+  measure my_base_dump "mariadb-dump --single-transaction | gzip -6" \
+    "mariadb-dump $cli --single-transaction --routines --events bench | gzip -6 > '$OUT/base.sql.gz'"
+  measure my_gz_create "ai-shell create -c gzip" "'$BIN' backup create -d '$base/bench' -c gzip > '$OUT/id-gzip'"
+  measure my_zst_create "ai-shell create (zstd default)" "'$BIN' backup create -d '$base/bench' > '$OUT/id-zstd'"
+  measure my_j1_create "ai-shell create --jobs 1" "'$BIN' backup create -d '$base/bench' --jobs 1 > '$OUT/id-j1'"
+  echo "restore:" >&2
+  measure my_base_restore "gzip -dc | mariadb" \
+    "mariadb $cli -e 'CREATE DATABASE base_r' && gzip -dc '$OUT/base.sql.gz' | mariadb $cli base_r"
+  measure my_gz_restore "ai-shell restore --jobs 1 (gzip)" "'$BIN' backup restore \$(cat '$OUT/id-gzip') -d '$base/r_gz' --jobs 1"
+  measure my_zst_restore "ai-shell restore --jobs 1 (zstd)" "'$BIN' backup restore \$(cat '$OUT/id-zstd') -d '$base/r_zst' --jobs 1"
+  measure my_j2_restore "ai-shell restore --jobs 2 (zstd)" "'$BIN' backup restore \$(cat '$OUT/id-zstd') -d '$base/r_j2' --jobs 2"
+  local mib=$((dbsize / 1048576))
+  echo
+  echo "| measure (MariaDB, $mib MiB InnoDB, $(nproc) cores) | ratio | target | peak RSS |"
+  echo "|---|---|---|---|"
+  echo "| create -c gzip / (mariadb-dump \| gzip -6) | $(ratio "${WALL[my_gz_create]}" "${WALL[my_base_dump]}") | <= 1.0 | $((RSS[my_gz_create] / 1024)) MiB |"
+  echo "| create (zstd) / (mariadb-dump \| gzip -6) | $(ratio "${WALL[my_zst_create]}" "${WALL[my_base_dump]}") | <= 0.6 | $((RSS[my_zst_create] / 1024)) MiB |"
+  echo "| create --jobs 1 (zstd) / (mariadb-dump \| gzip -6) | $(ratio "${WALL[my_j1_create]}" "${WALL[my_base_dump]}") | | $((RSS[my_j1_create] / 1024)) MiB |"
+  echo "| restore --jobs 1 (gzip) / (gzip -dc \| mariadb) | $(ratio "${WALL[my_gz_restore]}" "${WALL[my_base_restore]}") | <= 1.0 | $((RSS[my_gz_restore] / 1024)) MiB |"
+  echo "| restore --jobs 1 (zstd) / (gzip -dc \| mariadb) | $(ratio "${WALL[my_zst_restore]}" "${WALL[my_base_restore]}") | <= 1.0 | $((RSS[my_zst_restore] / 1024)) MiB |"
+  echo "| restore --jobs 2 (zstd) / (gzip -dc \| mariadb) | $(ratio "${WALL[my_j2_restore]}" "${WALL[my_base_restore]}") | <= 0.7 | $((RSS[my_j2_restore] / 1024)) MiB |"
+  echo "| baseline peak RSS: dump $((RSS[my_base_dump] / 1024)) MiB, restore $((RSS[my_base_restore] / 1024)) MiB | | | |"
+}
+
+"bench_$what"

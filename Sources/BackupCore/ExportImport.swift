@@ -227,7 +227,7 @@ extension BackupService {
   }
 
   public struct ImportOutcome: Codable, Sendable {
-    /// `ai-shell` (an exported backup with its manifest) or `sqlite3-dump`.
+    /// `ai-shell` (an exported backup with its manifest), `sqlite3-dump` or `mariadb-dump`.
     public var sourceKind: String
     public var source: String
     public var backup: BackupSummary
@@ -250,7 +250,7 @@ extension BackupService {
       kind = "ai-shell"
     } else {
       id = try importDump(source, options: options)
-      kind = "sqlite3-dump"
+      kind = (try? manifest(for: id))?.database.engine == .mysql ? "mariadb-dump" : "sqlite3-dump"
     }
     var report: VerifyReport?
     if options.verify {
@@ -391,10 +391,11 @@ extension BackupService {
         .usage, "\(source) is a PostgreSQL dump (pg_dump)",
         hint: "importing PostgreSQL dumps is not available in this version (back up the database itself)")
     }
-    if text.contains("-- MySQL dump") || text.contains("-- MariaDB dump") || text.contains("/*!40101 SET") {
-      throw BackupError(
-        .usage, "\(source) is a MySQL/MariaDB dump (mysqldump / mariadb-dump)",
-        hint: "importing MySQL dumps needs the mysql engine, not available in this version")
+    if text.contains("-- MySQL dump") || text.contains("-- MariaDB dump")
+      || MariaDBPlainDump.looksLikeDump(head)
+    {
+      return try importMySQLDump(
+        source, input: input, compression: compression, reencrypt: reencrypt, options: options)
     }
     guard SQLitePlainDump.looksLikeDump(head) else {
       throw BackupError(
@@ -411,47 +412,12 @@ extension BackupService {
       }
       location = locator.location
     }
-    let started = Date()
-    let algorithm = options.compression ?? .zstd
-    try store.ensureDirectory()
-    let id = BackupID.make(at: started)
-    let recipients = try reencrypt?.ageRecipients()
-    let fileName =
-      id + DumpFormat.sql.fileExtension + algorithm.fileExtension + (recipients != nil ? ".age" : "")
-    let output = try store.create(fileName)
-    do {
-      let hashing = HashingOutput(output)
-      let encrypting = try recipients.map { try AgeEncryptingOutput(output: hashing, recipients: $0) }
-      let writer = try BackupFileWriter(
-        output: encrypting ?? hashing, algorithm: algorithm, level: options.level)
-      let result = try SQLitePlainDump.convert(
-        open: { try DecodingFileSource(input: input, compression: compression) }, to: writer)
-      let layout = try writer.finish()
-      try encrypting?.finish()
-      try output.close(sync: true)
-      let manifest = Manifest(
-        id: id, name: options.name ?? "import of \((source as NSString).lastPathComponent)",
-        createdAt: started,
-        durationSeconds: Date().timeIntervalSince(started),
-        database: .init(
-          engine: .sqlite, location: location, serverVersion: "unknown (sqlite3 .dump)", sizeBytes: nil),
-        format: .sql,
-        compression: .init(algorithm: algorithm, level: writer.level, memberSizeBytes: writer.memberSize),
-        file: .init(name: fileName, sizeBytes: hashing.bytesWritten, sha256: hashing.finalizeHex()),
-        rawSizeBytes: layout.rawSizeBytes, parts: layout.parts, objects: result.objects,
-        encryption: reencrypt.map {
-          $0.manifestInfo(payloadSize: layout.sizeBytes)
-        })
-      try manifest.validate()
-      try store.writeAtomically(Catalog.manifestName(id), try manifest.encoded())
-    } catch {
-      output.abandon()
-      try? store.remove(fileName)
-      try? store.remove(Catalog.manifestName(id))
-      throw error
+    return try storeConvertedDump(
+      source, input: input, compression: compression, reencrypt: reencrypt, options: options, engine: .sqlite,
+      location: location
+    ) { open, sink in
+      (try SQLitePlainDump.convert(open: open, to: sink).objects, "unknown (sqlite3 .dump)")
     }
-    logger.info("imported \(source) as \(id)")
-    return id
   }
 }
 

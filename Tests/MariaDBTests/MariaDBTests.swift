@@ -84,13 +84,16 @@ final class MyScratch {
 struct MyDumped {
   var sink: MemorySink
   var result: DumpResult
-  func request(tables: Set<String>? = nil, dropExisting: Bool = false, continueOnError: Bool = false)
-    -> RestoreRequest
-  {
-    RestoreRequest(
-      format: .sql, parts: sink.parts.map { RestorePart(kind: $0.kind, table: $0.table) },
+  var format = DumpFormat.sql
+  func request(
+    tables: Set<String>? = nil, dropExisting: Bool = false, continueOnError: Bool = false, jobs: Int = 1
+  ) -> RestoreRequest {
+    var r = RestoreRequest(
+      format: format, parts: sink.parts.map { RestorePart(kind: $0.kind, table: $0.table) },
       objects: result.objects, tables: tables, dropExisting: dropExisting, continueOnError: continueOnError,
       lockTimeoutSeconds: 5)
+    r.jobs = jobs
+    return r
   }
   var opener: MemoryParts { MemoryParts(sink.parts.map(\.bytes)) }
   var tableParts: [MemorySink.Part] { sink.parts.filter { $0.kind == .table } }
@@ -98,11 +101,16 @@ struct MyDumped {
   var text: String { String(decoding: sink.allBytes, as: UTF8.self) }
 }
 
-func myDump(_ url: String, tables: [String]? = nil) throws -> MyDumped {
+func myDump(_ url: String, tables: [String]? = nil, format: DumpFormat = .sql, jobs: Int = 1) throws
+  -> MyDumped
+{
   let sink = MemorySink()
   let result = try MariaDBEngine(url: url).dump(
-    options: DumpOptions(format: .sql, tables: tables, lockTimeoutSeconds: 5), to: sink)
-  return MyDumped(sink: sink, result: result)
+    options: DumpOptions(
+      format: format, tables: tables, lockTimeoutSeconds: 5,
+      createdAt: Date(timeIntervalSince1970: 1_700_000_000),
+      jobs: jobs), to: sink)
+  return MyDumped(sink: sink, result: result, format: format)
 }
 
 func expectStatsMatch(_ stats: [String: TableStats], _ dumped: MyDumped) {
@@ -274,6 +282,65 @@ func myShape(_ db: MyScratch) throws -> String {
     #expect(try myShape(viaClient) == myShape(source))
   }
 
+  /// The fidelity database through json and csv (dump, restore sequentially and with --jobs 3),
+  /// and the same table contents whatever --jobs the dump used.
+  @Test(arguments: [DumpFormat.json, .csv, .sql])
+  func fidelityPerFormatAndJobs(format: DumpFormat) throws {
+    guard let url = mariadbURL() else { return }
+    let server = MyServer(url)
+    let source = try server.freshDatabase("src")
+    try source.sql(myFidelitySQL)
+    let dumped = try myDump(source.url, format: format)
+    let parallel = try myDump(source.url, format: format, jobs: 4)
+    #expect(parallel.sink.parts.map(\.table) == dumped.sink.parts.map(\.table))
+    for (a, b) in zip(dumped.tableParts, parallel.tableParts) {
+      let same = a.bytes == b.bytes
+      #expect(same, "table part \(a.table!) differs between --jobs 1 and --jobs 4")
+      #expect(a.contentChecksum == b.contentChecksum)
+    }
+    #expect(dumped.tableParts.first { $0.table == "big" }?.rows == 20000)
+    expectStatsMatch(try source.engine.tableStats(dumped.tables), dumped)
+    switch format {
+    case .json:
+      #expect(dumped.sink.parts[0].text.hasPrefix(#"{"$backup":{"engine":"mysql","format":"json""#))
+      for line in dumped.text.split(separator: "\n") {
+        #expect(
+          (try? JSONSerialization.jsonObject(with: Data(line.utf8), options: [.fragmentsAllowed])) != nil,
+          "not JSON: \(line.prefix(200))")
+      }
+      let nums = try #require(dumped.tableParts.first { $0.table == "nums" }).text
+      #expect(nums.contains(#""ubi":18446744073709551615"#))
+      #expect(nums.contains(#""bits":8191"#))
+    case .csv:
+      let dir = TempDir()
+      try Data(dumped.sink.allBytes).write(to: URL(fileURLWithPath: dir.file("b.tar")))
+      let r = try shell("cd '\(dir.path)' && tar -xf b.tar && ls")
+      #expect(r.status == 0)
+      let files = r.stdout
+      for f in ["schema.sql", "post-data.sql", "nums.csv", "we`ird tab le.csv"] {
+        #expect(files.contains(f), "\(f) in \(files)")
+      }
+      let texts = try String(contentsOfFile: dir.file("texts.csv"), encoding: .utf8)
+      #expect(texts.hasPrefix("id,t,c,tx,lt,bin,vb,bl,lb,j,e,s\n"))
+      #expect(texts.contains(#"1,"ünïcødé 😀 𝄞 日本語","pad","trailing spaces   ","#))
+      #expect(texts.contains(",X'00FF7F80',"))
+    case .sql:
+      break
+    }
+    for jobs in [1, 3] {
+      let target = server.unusedDatabase("dst\(jobs)")
+      let report = try target.engine.restore(dumped.request(jobs: jobs), parts: dumped.opener)
+      #expect(report.statementsFailed == 0)
+      #expect(report.tables.map(\.name) == dumped.tables)
+      #expect(report.tables.first { $0.name == "big" }?.rows == 20000)
+      expectStatsMatch(try target.engine.tableStats(dumped.tables), dumped)
+      #expect(try myShape(target) == myShape(source))
+      #expect(try target.sql("SELECT COUNT(*) FROM audit") == "0")
+      try target.sql("INSERT INTO `we``ird tab le` (`the value`) VALUES ('next')")
+      #expect(try target.sql("SELECT MAX(`col ``1`` x`) FROM `we``ird tab le`") == "5001")
+    }
+  }
+
   @Test func restoreRefusesExistingTablesAndDropsOnlyTheBackups() throws {
     guard let url = mariadbURL() else { return }
     let server = MyServer(url)
@@ -385,6 +452,181 @@ func myShape(_ db: MyScratch) throws -> String {
     }
   }
 
+  @Test func tableWithoutSelectPrivilegeIsNamed() throws {
+    guard let url = mariadbURL() else { return }
+    let server = MyServer(url)
+    let source = try server.freshDatabase("priv")
+    try source.sql(
+      "CREATE TABLE open_t (id INT); INSERT INTO open_t VALUES (1); CREATE TABLE secret_t (id INT)")
+    let user = "lim_\(UUID().uuidString.prefix(6).lowercased())"
+    try server.client(
+      nil,
+      """
+      CREATE USER '\(user)'@'%' IDENTIFIED BY 'lim-pass';
+      GRANT RELOAD, REPLICATION CLIENT ON *.* TO '\(user)'@'%';
+      GRANT SELECT, SHOW VIEW ON `\(source.name)`.`open_t` TO '\(user)'@'%';
+      GRANT INSERT ON `\(source.name)`.`secret_t` TO '\(user)'@'%';
+      """)
+    defer { _ = try? server.client(nil, "DROP USER '\(user)'@'%'") }
+    let limited = "mysql://\(user):lim-pass@\(server.host):\(server.port)/\(source.name)"
+    do {
+      _ = try myDump(limited)
+      Issue.record("a table the user cannot read must fail the dump")
+    } catch let e as BackupError {
+      #expect(e.status == .database)
+      #expect(e.message.contains("secret_t"), "\(e)")
+      #expect(!e.description.contains("lim-pass"))
+    }
+  }
+
+  /// The server side ends the backup's connection mid-table: a clear error, nothing complete.
+  @Test(arguments: [1, 3]) func connectionKilledMidBackup(jobs: Int) throws {
+    guard let url = mariadbURL() else { return }
+    let server = MyServer(url)
+    let source = try server.freshDatabase("kill")
+    try source.sql(
+      "CREATE TABLE a (id INT); INSERT INTO a VALUES (1); CREATE TABLE big (id INT, pad VARCHAR(300)); INSERT INTO big SELECT seq, REPEAT('k', 300) FROM seq_1_to_300000; CREATE TABLE z (id INT)"
+    )
+    let dir = TempDir()
+    let service = BackupService(backupDirectory: dir.path)
+    let killer = DispatchSemaphore(value: 0)
+    let killed = MyStopFlag()
+    let name = source.name
+    Thread.detachNewThread {
+      defer { killer.signal() }
+      for _ in 0..<2000 {
+        let ids =
+          (try? server.client(
+            nil,
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '\(name)' AND INFO LIKE 'SELECT%FROM `big`%'"
+          )) ?? ""
+        let found = ids.split(separator: "\n").filter { !$0.isEmpty }
+        if !found.isEmpty {
+          for id in found { _ = try? server.client(nil, "KILL CONNECTION \(id)") }
+          killed.set()
+          return
+        }
+        Thread.sleep(forTimeInterval: 0.005)
+      }
+    }
+    var options = BackupService.CreateOptions(database: source.url, compression: .gzip, lockTimeoutSeconds: 5)
+    options.jobs = jobs
+    do {
+      _ = try service.create(options)
+      Issue.record("a backup whose connection died must fail")
+    } catch let e as BackupError {
+      #expect(e.status == .database)
+      #expect(e.message.contains("big"), "\(e)")
+    }
+    killer.wait()
+    #expect(killed.isSet, "the dump's query was seen and killed")
+    #expect(try service.list().allSatisfy { $0.status != .complete })
+    let manifests = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter {
+      $0.hasSuffix(".manifest.json")
+    }
+    #expect(manifests.isEmpty)
+  }
+
+  /// gzip and bzip2 backup files restore with the standard tools alone.
+  @Test(arguments: [CompressionAlgorithm.gzip, .bzip2])
+  func standardToolsRestoreCompressedFiles(compression: CompressionAlgorithm) throws {
+    guard let url = mariadbURL() else { return }
+    let server = MyServer(url)
+    let source = try server.freshDatabase("std")
+    try source.sql(myFidelitySQL)
+    let dir = TempDir()
+    let service = BackupService(backupDirectory: dir.path)
+    let summary = try service.create(
+      .init(database: source.url, compression: compression, lockTimeoutSeconds: 5))
+    let file = try #require(summary.file)
+    let target = try server.freshDatabase("cli")
+    let tool = compression == .gzip ? "gzip" : "bzip2"
+    let r = try shell(
+      "\(tool) -dc '\(file)' | mariadb --no-defaults --protocol=TCP -h \(server.host) -P \(server.port) -u \(server.user) \(target.name)",
+      environment: ["MYSQL_PWD": server.password])
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(try myShape(target) == myShape(source))
+  }
+
+  @Test(arguments: [DumpFormat.sql, .json, .csv]) func sequencesKeepTheirValue(format: DumpFormat) throws {
+    guard let url = mariadbURL() else { return }
+    let server = MyServer(url)
+    let source = try server.freshDatabase("seq")
+    try source.sql(
+      """
+      CREATE SEQUENCE `order seq` START WITH 100 INCREMENT BY 5 NOCACHE;
+      CREATE SEQUENCE cached_seq START WITH 1 CACHE 10;
+      CREATE TABLE orders (id INT PRIMARY KEY DEFAULT NEXTVAL(`order seq`), v INT);
+      INSERT INTO orders (v) VALUES (1), (2), (3);
+      SELECT NEXTVAL(cached_seq);
+      """)
+    let dumped = try myDump(source.url, format: format)
+    #expect(dumped.result.objects.contains { $0.type == "sequence" && $0.name == "order seq" })
+    let target = try server.freshDatabase("dst")
+    _ = try target.engine.restore(dumped.request(dropExisting: true), parts: dumped.opener)
+    #expect(try target.sql("SELECT GROUP_CONCAT(id ORDER BY id) FROM orders") == "100,105,110")
+    try target.sql("INSERT INTO orders (v) VALUES (4)")
+    #expect(try target.sql("SELECT MAX(id) FROM orders") == "115")
+    // a cached sequence continues after its cache, as after a server restart
+    #expect(try Int(target.sql("SELECT NEXTVAL(cached_seq)"))! > 1)
+    // restoring again over it: --drop-existing drops the sequences too
+    _ = try target.engine.restore(dumped.request(dropExisting: true), parts: dumped.opener)
+    #expect(try target.sql("SELECT NEXTVAL(`order seq`)") == "115")
+  }
+
+  /// DEFINER= clauses are removed: a user without SUPER / SET USER restores views, routines,
+  /// triggers and events defined by someone else, and becomes their definer.
+  @Test func definersAreRemovedSoAnotherUserCanRestore() throws {
+    guard let url = mariadbURL() else { return }
+    let server = MyServer(url)
+    let source = try server.freshDatabase("def")
+    let other = "own_\(UUID().uuidString.prefix(6).lowercased())"
+    try server.client(nil, "CREATE USER '\(other)'@'%' IDENTIFIED BY 'x'; GRANT ALL ON *.* TO '\(other)'@'%'")
+    defer { _ = try? server.client(nil, "DROP USER '\(other)'@'%'") }
+    try source.sql(
+      """
+      CREATE TABLE t (id INT); CREATE TABLE log (n INT);
+      CREATE DEFINER = '\(other)'@'%' SQL SECURITY DEFINER VIEW v AS SELECT id FROM t;
+      CREATE DEFINER = '\(other)'@'%' PROCEDURE p() SELECT 1;
+      CREATE DEFINER = '\(other)'@'%' TRIGGER tr AFTER INSERT ON t FOR EACH ROW INSERT INTO log VALUES (NEW.id);
+      CREATE DEFINER = '\(other)'@'%' EVENT ev ON SCHEDULE EVERY 1 DAY DISABLE DO DELETE FROM log;
+      """)
+    let dumped = try myDump(source.url)
+    #expect(!dumped.text.contains("DEFINER="))
+    #expect(!dumped.text.contains(other))
+    let target = try server.freshDatabase("defdst")
+    let restorer = "rst_\(UUID().uuidString.prefix(6).lowercased())"
+    try server.client(
+      nil,
+      "CREATE USER '\(restorer)'@'%' IDENTIFIED BY 'r-pass'; GRANT ALL ON `\(target.name)`.* TO '\(restorer)'@'%'"
+    )
+    defer { _ = try? server.client(nil, "DROP USER '\(restorer)'@'%'") }
+    let engine = MariaDBEngine(url: "mysql://\(restorer):r-pass@\(server.host):\(server.port)/\(target.name)")
+    // with binary logging on, MariaDB lets a user without SUPER create triggers only under
+    // log_bin_trust_function_creators: the error says so
+    do {
+      _ = try engine.restore(dumped.request(), parts: dumped.opener)
+      Issue.record("a trigger needs SUPER or log_bin_trust_function_creators while the binlog is on")
+    } catch let e as BackupError {
+      #expect(e.hint?.contains("log_bin_trust_function_creators") == true, "\(e)")
+    }
+    let trust = try server.client(nil, "SELECT @@GLOBAL.log_bin_trust_function_creators")
+    try server.client(nil, "SET GLOBAL log_bin_trust_function_creators = 1")
+    defer { _ = try? server.client(nil, "SET GLOBAL log_bin_trust_function_creators = \(trust)") }
+    let report = try engine.restore(dumped.request(), parts: dumped.opener)
+    #expect(report.statementsFailed == 0)
+    let definers = try target.sql(
+      """
+      SELECT DEFINER FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()
+      UNION SELECT DEFINER FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE()
+      UNION SELECT DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()
+      UNION SELECT DEFINER FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE()
+      """)
+    #expect(definers == "\(restorer)@%")
+    try target.sql("INSERT INTO t VALUES (5)")
+    #expect(try target.sql("SELECT n FROM log") == "5")
+  }
+
   @Test func locatorAndRedaction() throws {
     let l = try DatabaseLocator("mysql://me:s3cr%40t@db.example:3307/app?ssl=true")
     #expect(l.engineKind == .mysql)
@@ -419,7 +661,7 @@ func myShape(_ db: MyScratch) throws -> String {
         == .mysql)
   }
 
-  @Test func snapshotHidesConcurrentTransfers() throws {
+  @Test(arguments: [1, 4]) func snapshotHidesConcurrentTransfers(jobs: Int) throws {
     guard let url = mariadbURL() else { return }
     let server = MyServer(url)
     let source = try server.freshDatabase("src")
@@ -453,7 +695,7 @@ func myShape(_ db: MyScratch) throws -> String {
     }
     while stop.transfers < 50 { Thread.sleep(forTimeInterval: 0.01) }
     let before = stop.transfers
-    let dumped = try myDump(source.url)
+    let dumped = try myDump(source.url, jobs: jobs)
     let during = stop.transfers - before
     stop.set()
     done.wait()
@@ -461,7 +703,7 @@ func myShape(_ db: MyScratch) throws -> String {
     #expect(
       try source.sql("SELECT (SELECT SUM(bal) FROM checking) + (SELECT SUM(bal) FROM savings)") == total)
     let target = try server.freshDatabase("dst")
-    _ = try target.engine.restore(dumped.request(), parts: dumped.opener)
+    _ = try target.engine.restore(dumped.request(jobs: jobs), parts: dumped.opener)
     #expect(
       try target.sql("SELECT (SELECT SUM(bal) FROM checking) + (SELECT SUM(bal) FROM savings)") == total)
     expectStatsMatch(try target.engine.tableStats(dumped.tables), dumped)
@@ -521,4 +763,50 @@ final class MyStopFlag: @unchecked Sendable {
   var transfers: Int { lock.withLock { n } }
   func set() { lock.withLock { stopped = true } }
   func count(_ i: Int) { lock.withLock { n = i } }
+}
+
+@Suite(.serialized) struct MariaDBImportTests {
+  /// A real mariadb-dump script (gzip, bzip2 or zstd) becomes a standard backup that our tool
+  /// restores, table by table too, and `verify --test` passes on it.
+  @Test(arguments: [CompressionAlgorithm.gzip, .bzip2, .zstd])
+  func importsMariadbDump(compression: CompressionAlgorithm) throws {
+    guard let url = mariadbURL() else { return }
+    let server = MyServer(url)
+    let source = try server.freshDatabase("dmp")
+    try source.sql(myFidelitySQL)
+    try source.sql("CREATE SEQUENCE s1 START WITH 10 NOCACHE; SELECT NEXTVAL(s1); SELECT NEXTVAL(s1);")
+    let dir = TempDir()
+    let tool = ["gzip": "gzip", "bzip2": "bzip2", "zstd": "zstd -q"][compression.rawValue]!
+    let file = dir.file("dump.sql" + compression.fileExtension)
+    let r = try shell(
+      "mariadb-dump --no-defaults --protocol=TCP -h \(server.host) -P \(server.port) -u \(server.user) --single-transaction --routines --events --triggers \(source.name) | \(tool) > '\(file)'",
+      environment: ["MYSQL_PWD": server.password])
+    #expect(r.status == 0, "\(r.stderr)")
+    let service = BackupService(backupDirectory: dir.file("backups"))
+    service.testRestoreServer = url
+    let outcome = try service.importBackup(.init(source: file, verify: true, database: source.url))
+    let m = try service.manifest(for: outcome.backup.id)
+    #expect(m.database.engine == .mysql)
+    #expect(m.tableParts.first { $0.table == "big" }?.rows == 20000)
+    #expect(m.tableParts.first { $0.table == "empty_t" }?.rows == 0)
+    #expect(m.tableParts.allSatisfy { $0.contentChecksum == nil })
+    for (type, name) in [
+      ("view", "a view on a view"), ("procedure", "add_parent"), ("function", "twice"),
+      ("trigger", "child_audit"),
+      ("event", "nightly"), ("sequence", "s1"), ("table", "we`ird tab le"),
+    ] {
+      #expect(m.objects.contains { $0.type == type && $0.name == name }, "\(type) \(name)")
+    }
+    let target = server.unusedDatabase("imp")
+    _ = try service.restore(outcome.backup.id, options: .init(target: target.url))
+    #expect(try myShape(target) == myShape(source))
+    #expect(try target.sql("SELECT NEXTVAL(s1)") == "12")
+    expectStatsMatch(
+      try target.engine.tableStats(m.tableParts.map { $0.table! }),
+      try myDump(source.url))
+    // one table alone
+    let one = server.unusedDatabase("one")
+    _ = try service.restore(outcome.backup.id, options: .init(target: one.url, tables: ["child", "parent"]))
+    #expect(try one.sql("SELECT COUNT(*) FROM child") == "200")
+  }
 }

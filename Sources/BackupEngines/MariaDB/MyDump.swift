@@ -8,6 +8,8 @@ struct MyTable {
   var engine: String?
   var isBaseTable: Bool { type == "BASE TABLE" || type == "SYSTEM VERSIONED" }
   var isView: Bool { type == "VIEW" }
+  /// A MariaDB 10.3+ `CREATE SEQUENCE` object.
+  var isSequence: Bool { type == "SEQUENCE" }
   /// Rows read inside `START TRANSACTION WITH CONSISTENT SNAPSHOT` are from the snapshot only for
   /// these engines; others (MyISAM, Aria, MEMORY, …) are consistent only under the read lock.
   var isTransactional: Bool {
@@ -17,6 +19,8 @@ struct MyTable {
 
 struct MyColumn {
   var name: String
+  /// `COLUMN_TYPE` (e.g. `decimal(65,30)`, `enum('a','b')`): the json header's column types.
+  var type: String
   var generated: Bool
   var invisible: Bool
 }
@@ -36,14 +40,15 @@ extension MyConnection {
     var out: [String: [MyColumn]] = [:]
     for r in try query(
       """
-      SELECT TABLE_NAME, COLUMN_NAME, EXTRA FROM information_schema.COLUMNS
+      SELECT TABLE_NAME, COLUMN_NAME, EXTRA, COLUMN_TYPE FROM information_schema.COLUMNS
       WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION
       """)
     {
       let extra = (r[2] ?? "").uppercased()
       out[r[0] ?? "", default: []].append(
         MyColumn(
-          name: r[1] ?? "", generated: extra.contains("GENERATED"), invisible: extra.contains("INVISIBLE")))
+          name: r[1] ?? "", type: r[3] ?? "", generated: extra.contains("GENERATED"),
+          invisible: extra.contains("INVISIBLE")))
     }
     return out
   }
@@ -63,6 +68,19 @@ extension MyConnection {
       }
     }
     return result
+  }
+
+  /// A sequence's `CREATE SEQUENCE` statement and the statement that sets its next value, as
+  /// `mariadb-dump` takes them: the value is `next_not_cached_value` (the next value a restarted
+  /// server would hand out; exactly the next value for a sequence created with `NOCACHE`).
+  func sequenceDefinition(_ name: String) throws -> (create: String, setval: String) {
+    let create = try showCreate("SEQUENCE", name)["Create Table"] ?? ""
+    guard let next = try query("SELECT next_not_cached_value FROM \(myIdent(name))").first?.first ?? nil,
+      next.allSatisfy({ $0.isNumber || $0 == "-" })
+    else {
+      throw BackupError(.database, "cannot read the value of sequence \"\(name)\" at \(endpoint)")
+    }
+    return (create + ";\n\n", "DO SETVAL(\(myIdent(name)), \(next), 0);\n\n")
   }
 }
 
@@ -133,6 +151,46 @@ func stripDefiner(_ sql: String) -> String {
   return String(sql[..<r.lowerBound]) + String(sql[i...])
 }
 
+/// A schema or post-data part: objects with their statements, laid out per format. In sql it is
+/// the script itself (object marker, statements); in csv the same script is one tar entry; in json
+/// each object is a line `{"$object":{…},"sql":"…"}` whose `sql` is the text that follows the
+/// marker in the sql format (so a restore rebuilds the same script).
+struct MyScriptPart {
+  var header: String
+  var objects: [(SchemaObject, String)]
+  var footer: String
+
+  var sqlText: String {
+    var s = header
+    for (o, sql) in objects { s += Bytes.markerPrefix + Bytes.markerJSON(o) + "\n" + sql }
+    return s + footer
+  }
+
+  func write(
+    format: DumpFormat, tarName: String, jsonFirstLine: String? = nil, endOfArchive: Bool = false,
+    mtime: Int64,
+    to out: OutputBuffer
+  ) {
+    switch format {
+    case .sql:
+      out.append(sqlText)
+    case .csv:
+      let text = Array(sqlText.utf8)
+      out.append(contentsOf: Tar.header(name: tarName, size: Int64(text.count), mtime: mtime))
+      out.append(contentsOf: text)
+      out.append(contentsOf: [UInt8](repeating: 0, count: Tar.paddingCount(for: Int64(text.count))))
+      if endOfArchive { out.append(contentsOf: Tar.endOfArchive) }
+    case .json:
+      if let l = jsonFirstLine { out.append(l) }
+      for (o, sql) in objects {
+        out.append("{\"$object\":" + Bytes.markerJSON(o) + ",\"sql\":")
+        Bytes.appendJSONString(sql, to: &out.bytes)
+        out.append("}\n")
+      }
+    }
+  }
+}
+
 extension MariaDBEngine {
   static let schemaHeader = """
     SET NAMES utf8mb4;
@@ -144,21 +202,26 @@ extension MariaDBEngine {
 
     """
 
-  func dumpImpl(options: DumpOptions, to sink: PartSink) throws -> DumpResult {
-    guard options.format == .sql else {
-      throw BackupError(
-        .usage, "MySQL/MariaDB backups support --format sql only in this version",
-        hint: "csv and json for MySQL/MariaDB are not implemented yet")
-    }
-    let dbName = try databaseName
+  /// Opens a dump connection: fixed session settings and the lock wait of `options`.
+  func dumpConnection(_ options: DumpOptions) throws -> MyConnection {
     let db = try connect()
     try db.setStableSession()
     let lockSeconds = max(1, Int(options.lockTimeoutSeconds.rounded(.up)))
     try db.exec("SET SESSION lock_wait_timeout = \(lockSeconds)")
+    return db
+  }
+
+  func dumpImpl(options: DumpOptions, to sink: PartSink) throws -> DumpResult {
+    let dbName = try databaseName
+    let db = try dumpConnection(options)
+    // --jobs N: N more connections (opened before the lock, so that it stays brief)
+    let workers = options.jobs > 1 ? try (0..<options.jobs).map { _ in try dumpConnection(options) } : []
     let serverVersion = db.serverVersion
     var warnings: [String] = []
+    let mtime = Int64(options.createdAt.timeIntervalSince1970)
 
-    // one snapshot for every table: a brief global read lock, the snapshot, the binlog position
+    // one snapshot for every table and every connection: a brief global read lock, the
+    // snapshots, the binlog position
     do {
       try db.exec("FLUSH TABLES WITH READ LOCK")
     } catch let e as BackupError {
@@ -168,8 +231,10 @@ extension MariaDBEngine {
     }
     var locked = true
     defer { if locked { try? db.exec("UNLOCK TABLES") } }
-    try db.exec("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-    try db.exec("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+    for c in [db] + workers {
+      try c.exec("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+      try c.exec("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+    }
     var position: Manifest.ReplicationPosition?
     if let r = try db.query("SHOW MASTER STATUS").first, let file = r.first ?? nil,
       let pos = r.count > 1 ? r[1].flatMap({ Int64($0) }) : nil
@@ -200,7 +265,8 @@ extension MariaDBEngine {
     }
     let columns = try db.catalogColumns()
     let views = selective ? [] : all.filter(\.isView)
-    for t in all where !t.isBaseTable && !t.isView {
+    let sequences = selective ? [] : all.filter(\.isSequence)
+    for t in all where !t.isBaseTable && !t.isView && !t.isSequence {
       warnings.append("\(t.type.lowercased()) \"\(t.name)\" is not backed up (not supported yet)")
     }
     let nonTransactional = tables.filter { !$0.isTransactional }
@@ -213,88 +279,60 @@ extension MariaDBEngine {
     }
     let lastLocked = tables.lastIndex { !$0.isTransactional }
 
-    var objects: [SchemaObject] = []
-    let out = OutputBuffer(sink: sink)
-
-    // schema: session settings, then every table's CREATE TABLE (read under the lock)
-    try sink.beginPart(kind: .schema, table: nil)
-    out.append(
-      "-- ai-shell backup of MySQL/MariaDB database \(oneLine(dbName)) (server \(serverVersion))\n"
-        + "-- restore with: mariadb newdb < this-file (after decompressing)\n")
+    // schema: session settings, sequences, then every table's CREATE TABLE (read under the lock)
+    var schema = MyScriptPart(
+      header: "-- ai-shell backup of MySQL/MariaDB database \(oneLine(dbName)) (server \(serverVersion))\n"
+        + "-- restore with: mariadb newdb < this-file (after decompressing)\n", objects: [], footer: "")
     if let p = position {
-      out.append(
-        "-- binary log position: \(p.binlogFile):\(p.binlogPosition)\(p.gtid.map { " gtid \($0)" } ?? "")\n")
+      schema.header +=
+        "-- binary log position: \(p.binlogFile):\(p.binlogPosition)\(p.gtid.map { " gtid \($0)" } ?? "")\n"
     }
-    out.append(MariaDBEngine.schemaHeader)
+    schema.header += MariaDBEngine.schemaHeader
+    var sequenceValues: [(SchemaObject, String)] = []
+    for s in sequences {
+      let (create, setval) = try db.sequenceDefinition(s.name)
+      schema.objects.append((SchemaObject(type: "sequence", name: s.name, table: nil), create))
+      sequenceValues.append((SchemaObject(type: "sequence set", name: s.name, table: nil), setval))
+    }
     for t in tables {
       let create = try db.showCreate("TABLE", t.name)["Create Table"] ?? ""
-      let o = SchemaObject(type: "table", name: t.name, table: t.name)
-      objects.append(o)
-      out.append(Bytes.markerPrefix + Bytes.markerJSON(o) + "\n")
-      out.append(create + ";\n\n")
+      schema.objects.append((SchemaObject(type: "table", name: t.name, table: t.name), create + ";\n\n"))
     }
+    let out = OutputBuffer(sink: sink)
+    try sink.beginPart(kind: .schema, table: nil)
+    schema.write(
+      format: options.format, tarName: "schema.sql",
+      jsonFirstLine: "{\"$backup\":{\"engine\":\"mysql\",\"format\":\"json\",\"formatVersion\":1}}\n",
+      mtime: mtime, to: out)
     try out.flush()
     try sink.endPart(rows: nil, contentChecksum: nil)
-    if lastLocked == nil {
+    let unlock = {
       try db.exec("UNLOCK TABLES")
       locked = false
     }
+    if lastLocked == nil { try unlock() }
 
-    // one part per table: batched multi-row INSERTs, streamed
-    for (index, t) in tables.enumerated() {
-      let cols = (columns[t.name] ?? []).filter { !$0.generated }
-      let needsList = (columns[t.name] ?? []).contains { $0.generated || $0.invisible }
-      let select = cols.map { myIdent($0.name) }.joined(separator: ", ")
-      let prefix = Array(
-        ("INSERT INTO \(myIdent(t.name))" + (needsList ? " (\(select))" : "") + " VALUES ").utf8)
-      try sink.beginPart(kind: .table, table: t.name)
-      out.append(
-        Bytes.markerPrefix + Bytes.markerJSON(SchemaObject(type: "data", name: t.name, table: t.name)) + "\n")
-      var checksum = MyRowChecksum()
-      var kinds: [MyField.Kind] = []
-      var statementBytes = 0
-      var open = false
-      try db.stream(
-        "SELECT \(select) FROM \(myIdent(t.name))", fields: { kinds = $0.map(\.kind) }
-      ) { row, lengths, n in
-        checksum.add(row, lengths: lengths, count: n)
-        let before = out.bytes.count
-        if open {
-          out.append(UInt8(ascii: ","))
-        } else {
-          out.append(contentsOf: prefix)
-          open = true
-        }
-        out.append(UInt8(ascii: "("))
-        for i in 0..<n {
-          if i > 0 { out.append(UInt8(ascii: ",")) }
-          guard let p = row[i] else {
-            out.append("NULL")
-            continue
-          }
-          let value = UnsafeRawBufferPointer(start: p, count: Int(lengths[i]))
-          MySQLValue.append(value, kind: kinds[i], to: out)
-        }
-        out.append(UInt8(ascii: ")"))
-        statementBytes += out.bytes.count - before
-        if statementBytes >= 1 << 20 {
-          out.append(";\n")
-          open = false
-          statementBytes = 0
-        }
-        try out.flushIfNeeded()
+    // one part per table, streamed; with --jobs, read by the workers and written in order here
+    let writers = tables.map {
+      MyTableWriter(table: $0, columns: columns[$0.name] ?? [], format: options.format, mtime: mtime)
+    }
+    let tableWritten = { (index: Int) throws in
+      if locked, let last = lastLocked, index >= last { try unlock() }
+    }
+    if workers.isEmpty {
+      for (index, w) in writers.enumerated() {
+        try w.write(db, to: sink)
+        try tableWritten(index)
       }
-      if open { out.append(";\n") }
-      try out.flush()
-      try sink.endPart(rows: checksum.rows, contentChecksum: checksum.finalizeHex())
-      if locked, let last = lastLocked, index >= last {
-        try db.exec("UNLOCK TABLES")
-        locked = false
-      }
+    } else {
+      try MyParallelDump(writers: writers, connections: workers).run(to: sink, written: tableWritten)
     }
 
-    // post-data: routines, views, triggers, events (in the snapshot where the server allows)
-    try sink.beginPart(kind: .postData, table: nil)
+    // post-data: sequence values, routines, views, triggers, events (in the snapshot where the
+    // server allows)
+    var post = MyScriptPart(
+      header: "", objects: sequenceValues, footer: "SET FOREIGN_KEY_CHECKS=1;\nSET UNIQUE_CHECKS=1;\n")
+    if options.format == .json { post.footer = "" }
     if !selective {
       for r in try db.query(
         "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE() ORDER BY ROUTINE_TYPE, ROUTINE_NAME"
@@ -305,16 +343,16 @@ extension MariaDBEngine {
           warnings.append("\(type.lowercased()) \"\(name)\": no definition visible (missing privilege?)")
           continue
         }
-        let o = SchemaObject(type: type.lowercased(), name: name, table: nil)
-        objects.append(o)
-        appendRoutine(o, sql: stripDefiner(sql), sqlMode: c["sql_mode"], to: out)
+        post.objects.append(
+          (
+            SchemaObject(type: type.lowercased(), name: name, table: nil),
+            routineText(stripDefiner(sql), sqlMode: c["sql_mode"])
+          ))
       }
     }
     for v in orderViews(views, definitions: try views.map { try db.showCreate("VIEW", $0.name) }) {
-      let o = SchemaObject(type: "view", name: v.name, table: nil)
-      objects.append(o)
-      out.append(Bytes.markerPrefix + Bytes.markerJSON(o) + "\n")
-      out.append(stripDefiner(v.sql) + ";\n\n")
+      post.objects.append(
+        (SchemaObject(type: "view", name: v.name, table: nil), stripDefiner(v.sql) + ";\n\n"))
     }
     let wanted = Set(tables.map(\.name))
     for r in try db.query(
@@ -323,9 +361,11 @@ extension MariaDBEngine {
       guard let name = r[0], let table = r[1], wanted.contains(table) else { continue }
       let c = try db.showCreate("TRIGGER", name)
       guard let sql = c["SQL Original Statement"] else { continue }
-      let o = SchemaObject(type: "trigger", name: name, table: table)
-      objects.append(o)
-      appendRoutine(o, sql: stripDefiner(sql), sqlMode: c["sql_mode"], to: out)
+      post.objects.append(
+        (
+          SchemaObject(type: "trigger", name: name, table: table),
+          routineText(stripDefiner(sql), sqlMode: c["sql_mode"])
+        ))
     }
     if !selective {
       for r in try db.query(
@@ -334,15 +374,19 @@ extension MariaDBEngine {
         guard let name = r[0] else { continue }
         let c = try db.showCreate("EVENT", name)
         guard let sql = c["Create Event"] else { continue }
-        let o = SchemaObject(type: "event", name: name, table: nil)
-        objects.append(o)
-        appendRoutine(o, sql: stripDefiner(sql), sqlMode: c["sql_mode"], timeZone: c["time_zone"], to: out)
+        post.objects.append(
+          (
+            SchemaObject(type: "event", name: name, table: nil),
+            routineText(stripDefiner(sql), sqlMode: c["sql_mode"], timeZone: c["time_zone"])
+          ))
       }
     }
-    out.append("SET FOREIGN_KEY_CHECKS=1;\nSET UNIQUE_CHECKS=1;\n")
+    try sink.beginPart(kind: .postData, table: nil)
+    post.write(format: options.format, tarName: "post-data.sql", endOfArchive: true, mtime: mtime, to: out)
     try out.flush()
     try sink.endPart(rows: nil, contentChecksum: nil)
-    try? db.exec("COMMIT")
+    for c in [db] + workers { try? c.exec("COMMIT") }
+    let objects = schema.objects.map(\.0) + post.objects.map(\.0).filter { $0.type != "sequence set" }
     return DumpResult(
       serverVersion: serverVersion, sizeBytes: size, objects: objects, replicationPosition: position,
       warnings: warnings)
@@ -350,18 +394,13 @@ extension MariaDBEngine {
 
   /// A routine, trigger or event body: run under its own sql_mode, between `DELIMITER ;;` lines
   /// as the mariadb client needs (the body holds semicolons).
-  func appendRoutine(
-    _ o: SchemaObject, sql: String, sqlMode: String?, timeZone: String? = nil, to out: OutputBuffer
-  ) {
-    out.append(Bytes.markerPrefix + Bytes.markerJSON(o) + "\n")
-    out.append("SET @ai_shell_saved_sql_mode = @@sql_mode;\n")
-    out.append("SET sql_mode = \(myString(sqlMode ?? ""));\n")
-    if let tz = timeZone { out.append("SET time_zone = \(myString(tz));\n") }
-    out.append("DELIMITER ;;\n")
-    out.append(sql + ";;\n")
-    out.append("DELIMITER ;\n")
-    if timeZone != nil { out.append("SET time_zone = '+00:00';\n") }
-    out.append("SET sql_mode = @ai_shell_saved_sql_mode;\n\n")
+  func routineText(_ sql: String, sqlMode: String?, timeZone: String? = nil) -> String {
+    var s = "SET @ai_shell_saved_sql_mode = @@sql_mode;\n"
+    s += "SET sql_mode = \(myString(sqlMode ?? ""));\n"
+    if let tz = timeZone { s += "SET time_zone = \(myString(tz));\n" }
+    s += "DELIMITER ;;\n" + sql + ";;\nDELIMITER ;\n"
+    if timeZone != nil { s += "SET time_zone = '+00:00';\n" }
+    return s + "SET sql_mode = @ai_shell_saved_sql_mode;\n\n"
   }
 
   /// Views in an order where each comes after the views it reads (by name in its definition).
@@ -427,29 +466,39 @@ enum MySQLValue {
       if v.isEmpty { out.append(UInt8(ascii: "0")) }
       out.append(UInt8(ascii: "'"))
     case .binary:
-      guard !v.isEmpty else {
-        out.append("''")
-        return
-      }
-      out.append("0x")
-      for byte in v {
-        out.append(hex[Int(byte >> 4)])
-        out.append(hex[Int(byte & 15)])
-      }
+      appendBinary(v, to: &out.bytes)
     case .text:
-      out.append(UInt8(ascii: "'"))
-      for byte in v {
-        switch byte {
-        case 0: out.append("\\0")
-        case 0x0A: out.append("\\n")
-        case 0x0D: out.append("\\r")
-        case 0x1A: out.append("\\Z")
-        case 0x27: out.append("\\'")
-        case 0x5C: out.append("\\\\")
-        default: out.append(byte)
-        }
-      }
-      out.append(UInt8(ascii: "'"))
+      appendText(v, to: &out.bytes)
     }
+  }
+
+  /// `0x…` hex (`''` when empty).
+  static func appendBinary(_ v: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+    guard !v.isEmpty else {
+      out.append(contentsOf: [0x27, 0x27])
+      return
+    }
+    out.append(contentsOf: [UInt8(ascii: "0"), UInt8(ascii: "x")])
+    for byte in v {
+      out.append(hex[Int(byte >> 4)])
+      out.append(hex[Int(byte & 15)])
+    }
+  }
+
+  /// `'…'` with `\0 \n \r \Z \' \\` escaped.
+  static func appendText(_ v: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+    out.append(UInt8(ascii: "'"))
+    for byte in v {
+      switch byte {
+      case 0: out.append(contentsOf: [0x5C, UInt8(ascii: "0")])
+      case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
+      case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
+      case 0x1A: out.append(contentsOf: [0x5C, UInt8(ascii: "Z")])
+      case 0x27: out.append(contentsOf: [0x5C, 0x27])
+      case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
+      default: out.append(byte)
+      }
+    }
+    out.append(UInt8(ascii: "'"))
   }
 }

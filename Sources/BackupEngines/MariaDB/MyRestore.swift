@@ -103,7 +103,7 @@ enum MyText {
 
 /// An object of the backup found in the restore target.
 struct MyConflict {
-  var type: String  // table, view, procedure, function, event
+  var type: String  // table, view, sequence, procedure, function, event
   var name: String
   var dropSQL: String {
     "DROP \(type.uppercased()) IF EXISTS \(myIdent(name))"
@@ -117,7 +117,7 @@ extension MariaDBEngine {
     var wanted: Set<String> = []
     for t in tables { wanted.insert("table\u{0}\(t)") }
     if request.tables == nil {
-      for o in request.objects where ["view", "procedure", "function", "event"].contains(o.type) {
+      for o in request.objects where ["view", "procedure", "function", "event", "sequence"].contains(o.type) {
         wanted.insert("\(o.type)\u{0}\(o.name)")
       }
     }
@@ -126,10 +126,10 @@ extension MariaDBEngine {
       "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME"
     ) {
       guard let name = r[0] else { continue }
-      let isView = r[1] == "VIEW"
-      // a table and a view share one namespace: either kind in the backup conflicts
-      if wanted.contains("table\u{0}\(name)") || wanted.contains("view\u{0}\(name)") {
-        existing.append(MyConflict(type: isView ? "view" : "table", name: name))
+      let type = r[1] == "VIEW" ? "view" : r[1] == "SEQUENCE" ? "sequence" : "table"
+      // tables, views and sequences share one namespace: any of them in the backup conflicts
+      if ["table", "view", "sequence"].contains(where: { wanted.contains("\($0)\u{0}\(name)") }) {
+        existing.append(MyConflict(type: type, name: name))
       }
     }
     for r in try db.query(
@@ -157,9 +157,6 @@ extension MariaDBEngine {
   }
 
   func checkRestoreImpl(_ request: RestoreRequest) throws -> [String] {
-    guard request.format == .sql else {
-      throw BackupError(.usage, "MySQL/MariaDB restores support sql backups only in this version")
-    }
     let name = try databaseName
     let tables = try request.restoredTables()
     var notes: [String] = []
@@ -178,9 +175,6 @@ extension MariaDBEngine {
   }
 
   func restoreImpl(_ request: RestoreRequest, parts: PartOpener) throws -> RestoreReport {
-    guard request.format == .sql else {
-      throw BackupError(.usage, "MySQL/MariaDB restores support sql backups only in this version")
-    }
     let name = try databaseName
     _ = try request.restoredTables()
     let db = try connect(selectDatabase: false)
@@ -228,11 +222,16 @@ final class MyRestoreSession {
     self.request = request
   }
 
-  func run(engine: MariaDBEngine, parts: PartOpener) throws {
+  /// The session every restore connection uses: the dump's settings, checks off during the load.
+  func configureSession() throws {
     try db.exec(
       "SET NAMES utf8mb4, time_zone = '+00:00', FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0, sql_mode = 'NO_AUTO_VALUE_ON_ZERO', net_read_timeout = 3600, net_write_timeout = 3600, wait_timeout = 86400"
     )
     try db.exec("SET SESSION lock_wait_timeout = \(max(1, Int(request.lockTimeoutSeconds.rounded(.up))))")
+  }
+
+  func run(engine: MariaDBEngine, parts: PartOpener) throws {
+    try configureSession()
     let conflicts = try engine.conflicts(db, request)
     if !conflicts.isEmpty {
       guard request.dropExisting else { throw engine.refuse(conflicts, endpoint: db.endpoint) }
@@ -241,24 +240,41 @@ final class MyRestoreSession {
         report.notes.append("dropped \(c.type) \"\(c.name)\"")
       }
     }
-    for (i, part) in request.parts.enumerated() {
-      let reader = InputReader(try parts.open(i))
-      switch part.kind {
-      case .table:
-        try db.exec("SET autocommit = 0")
-        try runTablePart(reader: reader, table: part.table)
-        // the part's checksum is checked at its end: commit only after that
-        try drain(reader)
-        try db.exec("COMMIT")
-        try db.exec("SET autocommit = 1")
-      case .schema, .postData:
-        var bytes: [UInt8] = []
-        while try reader.read(upTo: 1 << 20, appendingTo: &bytes) > 0 {}
-        try runScript(bytes)
+    let tableParts = request.parts.indices.filter { request.parts[$0].kind == .table }
+    if request.jobs > 1 && tableParts.count > 1 {
+      // --jobs N: the schema first, then the tables over N connections, then the post-data
+      for (i, part) in request.parts.enumerated() where part.kind == .schema {
+        try runScript(try script(of: InputReader(try parts.open(i)), format: request.format))
+      }
+      try MyParallelRestore(session: self, engine: engine, tableParts: tableParts).run(parts: parts)
+      for (i, part) in request.parts.enumerated() where part.kind == .postData {
+        try runScript(try script(of: InputReader(try parts.open(i)), format: request.format))
+      }
+    } else {
+      for (i, part) in request.parts.enumerated() {
+        let reader = InputReader(try parts.open(i))
+        switch part.kind {
+        case .table: try loadTable(reader: reader, table: part.table)
+        case .schema, .postData: try runScript(try script(of: reader, format: request.format))
+        }
       }
     }
     try db.exec("SET FOREIGN_KEY_CHECKS = 1, UNIQUE_CHECKS = 1")
     if skipped > 0 { report.notes.append("\(skipped) views, routines and events skipped: --tables given") }
+  }
+
+  /// Loads one table part in one transaction, committed only after the part was read to its end
+  /// (where its SHA-256 is checked).
+  func loadTable(reader: InputReader, table: String?) throws {
+    try db.exec("SET autocommit = 0")
+    switch request.format {
+    case .sql: try runTablePart(reader: reader, table: table)
+    case .json: try runJSONTablePart(reader: reader, table: table)
+    case .csv: try runCSVTablePart(reader: reader, table: table)
+    }
+    try drain(reader)
+    try db.exec("COMMIT")
+    try db.exec("SET autocommit = 1")
   }
 
   /// On failure: drop what this restore created, newest first (triggers go with their tables).
@@ -276,7 +292,11 @@ final class MyRestoreSession {
 
   func failed(_ e: MyStatementError, object: SchemaObject?) throws {
     let what = object.map { " (\($0.type) \($0.name))" } ?? ""
-    let error = BackupError(.database, "statement \(statementNumber)\(what) failed: \(e.message)")
+    // 1419: creating a trigger or stored function without SUPER while binary logging is on
+    let error = BackupError(
+      .database, "statement \(statementNumber)\(what) failed: \(e.message)",
+      hint: e.code == 1419
+        ? "restore as a user with SUPER, or set log_bin_trust_function_creators=1 on the target server" : nil)
     guard request.continueOnError else { throw error }
     report.statementsFailed += 1
     if report.errors.count < 10 { report.errors.append(oneLine(error.message)) }
@@ -312,7 +332,7 @@ final class MyRestoreSession {
           try b[r].withUnsafeBytes { _ = try db.execRaw($0) }
           report.statementsExecuted += 1
           if let o = object, !objectCreated, MyText.startsWithWord(b[r], "CREATE "),
-            ["table", "view", "procedure", "function", "event"].contains(o.type)
+            ["table", "view", "sequence", "procedure", "function", "event"].contains(o.type)
           {
             created.append(MyConflict(type: o.type, name: o.name))
             objectCreated = true

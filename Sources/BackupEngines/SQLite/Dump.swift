@@ -397,31 +397,11 @@ struct RowEncoder {
   }
 
   func csvHeader(into row: inout [UInt8]) {
-    for (i, c) in columns.enumerated() {
-      if i > 0 { row.append(UInt8(ascii: ",")) }
-      let b = Array(c.name.utf8)
-      let needsQuotes =
-        b.isEmpty || b.contains { $0 == 0x2C || $0 == 0x22 || $0 == 0x0A || $0 == 0x0D }
-        || b.first == 0x20 || b.last == 0x20
-      if needsQuotes {
-        b.withUnsafeBytes { appendCSVQuoted($0, to: &row) }
-      } else {
-        row.append(contentsOf: b)
-      }
-    }
-    row.append(0x0A)
+    Bytes.appendCSVHeader(columns.map(\.name), to: &row)
   }
 
   func appendCSVQuoted(_ b: UnsafeRawBufferPointer, to row: inout [UInt8]) {
-    row.append(0x22)
-    var start = 0
-    for (k, c) in b.enumerated() where c == 0x22 {
-      row.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[start...k]))
-      row.append(0x22)
-      start = k + 1
-    }
-    row.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[start..<b.count]))
-    row.append(0x22)
+    Bytes.appendCSVQuoted(b, to: &row)
   }
 
   func encodeCSV(_ s: Statement, into row: inout [UInt8], checksum: inout ContentChecksum) {

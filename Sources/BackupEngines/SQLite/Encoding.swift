@@ -269,6 +269,36 @@ enum Bytes {
     }
   }
 
+  /// A CSV header row: the names, quoted where CSV needs it (or a space would be lost).
+  static func appendCSVHeader(_ names: [String], to row: inout [UInt8]) {
+    for (i, name) in names.enumerated() {
+      if i > 0 { row.append(UInt8(ascii: ",")) }
+      let b = Array(name.utf8)
+      let needsQuotes =
+        b.isEmpty || b.contains { $0 == 0x2C || $0 == 0x22 || $0 == 0x0A || $0 == 0x0D }
+        || b.first == 0x20 || b.last == 0x20
+      if needsQuotes {
+        b.withUnsafeBytes { appendCSVQuoted($0, to: &row) }
+      } else {
+        row.append(contentsOf: b)
+      }
+    }
+    row.append(0x0A)
+  }
+
+  /// Appends a CSV field in double quotes (quotes doubled).
+  static func appendCSVQuoted(_ b: UnsafeRawBufferPointer, to row: inout [UInt8]) {
+    row.append(0x22)
+    var start = 0
+    for (k, c) in b.enumerated() where c == 0x22 {
+      row.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[start...k]))
+      row.append(0x22)
+      start = k + 1
+    }
+    row.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[start..<b.count]))
+    row.append(0x22)
+  }
+
   static func appendJSONString(_ s: String, to out: inout [UInt8]) {
     out.append(0x22)
     var copy = s

@@ -2,7 +2,8 @@ import BackupModel
 import CSQLite
 import Foundation
 
-private struct BackupHeaderLine: Decodable {
+/// The json format's lines, shared by the engines that read json backups.
+struct BackupHeaderLine: Decodable {
   struct Info: Decodable {
     var engine: String
     var format: String
@@ -21,7 +22,7 @@ private struct PragmaLine: Decodable {
   }
 }
 
-private struct ObjectLine: Decodable {
+struct ObjectLine: Decodable {
   var object: SchemaObject
   var sql: String
   enum CodingKeys: String, CodingKey {
@@ -30,7 +31,7 @@ private struct ObjectLine: Decodable {
   }
 }
 
-private struct TableHeaderLine: Decodable {
+struct TableHeaderLine: Decodable {
   struct Column: Decodable {
     var name: String
     var type: String
@@ -43,7 +44,7 @@ private struct TableHeaderLine: Decodable {
   }
 }
 
-private func decodeLine<T: Decodable>(_ type: T.Type, _ line: [UInt8], what: String) throws -> T {
+func decodeLine<T: Decodable>(_ type: T.Type, _ line: [UInt8], what: String) throws -> T {
   do {
     return try JSONDecoder().decode(T.self, from: Data(line))
   } catch {
