@@ -115,12 +115,15 @@ public enum SMTPClient {
 final class SMTPSession {
   let settings: SMTPSettings
   let channel: Channel
+  /// Touched only on the channel's event loop.
+  let handler: SMTPReplyHandler
   let tls: NIOSSLContext?
   var timeout: TimeAmount { .milliseconds(Int64(settings.timeoutSeconds * 1000)) }
 
-  init(settings: SMTPSettings, channel: Channel, tls: NIOSSLContext?) {
+  init(settings: SMTPSettings, channel: Channel, handler: SMTPReplyHandler, tls: NIOSSLContext?) {
     self.settings = settings
     self.channel = channel
+    self.handler = handler
     self.tls = tls
   }
 
@@ -138,6 +141,7 @@ final class SMTPSession {
   {
     let implicitTLS = settings.security == .tls ? tls : nil
     let name = serverName(settings.host)
+    let handler = SMTPReplyHandler()
     let bootstrap = ClientBootstrap(group: group)
       .connectTimeout(.milliseconds(Int64(settings.timeoutSeconds * 1000)))
       .channelInitializer { channel in
@@ -147,7 +151,7 @@ final class SMTPSession {
             try ops.addHandler(NIOSSLClientHandler(context: implicitTLS, serverHostname: name))
           }
           try ops.addHandler(ByteToMessageHandler(SMTPReplyDecoder()))
-          try ops.addHandler(SMTPReplyHandler())
+          try ops.addHandler(handler)
         }
       }
     let channel: Channel
@@ -156,7 +160,7 @@ final class SMTPSession {
     } catch {
       throw SMTPSession.describe(error, settings: settings, step: "connecting")
     }
-    return SMTPSession(settings: settings, channel: channel, tls: tls)
+    return SMTPSession(settings: settings, channel: channel, handler: handler, tls: tls)
   }
 
   func close() {
@@ -226,11 +230,11 @@ final class SMTPSession {
   func startTLS() throws {
     guard let tls else { return }
     let name = Self.serverName(settings.host)
-    let noPlaintextLeft = try channel.eventLoop.submit { [channel] in
-      let ops = channel.pipeline.syncOperations
+    let noPlaintextLeft = try channel.eventLoop.submit { [channel, handler] in
       // anything the server sent after its 220 would be unprotected plaintext (RFC 3207 5)
-      guard try !ops.handler(type: SMTPReplyHandler.self).hasUnreadReplies else { return false }
-      try ops.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name), position: .first)
+      guard !handler.hasUnreadReplies else { return false }
+      try channel.pipeline.syncOperations.addHandler(
+        NIOSSLClientHandler(context: tls, serverHostname: name), position: .first)
       return true
     }.wait()
     guard noPlaintextLeft else {
@@ -289,14 +293,9 @@ final class SMTPSession {
   func exchange(raw: String?, step: String) throws -> SMTPReply {
     let timeout = self.timeout
     do {
-      return try channel.eventLoop.flatSubmit { [channel] in
-        do {
-          let handler = try channel.pipeline.syncOperations.handler(type: SMTPReplyHandler.self)
-          let bytes = raw.map { channel.allocator.buffer(string: $0) }
-          return handler.exchange(bytes, timeout: timeout, on: channel.eventLoop)
-        } catch {
-          return channel.eventLoop.makeFailedFuture(SMTPWireError.closed)
-        }
+      return try channel.eventLoop.flatSubmit { [channel, handler] in
+        let bytes = raw.map { channel.allocator.buffer(string: $0) }
+        return handler.exchange(bytes, timeout: timeout, on: channel.eventLoop)
       }.wait()
     } catch {
       throw Self.describe(error, settings: settings, step: step)

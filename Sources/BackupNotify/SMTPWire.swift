@@ -75,8 +75,10 @@ struct SMTPReplyDecoder: ByteToMessageDecoder {
 /// The last handler of the pipeline: one command in flight at a time (no pipelining). `exchange`
 /// writes a command (or nothing, for the greeting) and answers with the next reply, or fails on
 /// a timeout, a closed connection or any error the pipeline reports (TLS handshake included).
-/// Every method runs on the channel's event loop.
-final class SMTPReplyHandler: ChannelInboundHandler {
+/// Every method runs on the channel's event loop: that is what makes it `@unchecked Sendable`
+/// (the session keeps a reference so that, once the closed channel has dropped its handlers,
+/// `exchange` still reports the first error, e.g. the TLS handshake's, not just "closed").
+final class SMTPReplyHandler: ChannelInboundHandler, @unchecked Sendable {
   typealias InboundIn = SMTPReply
   typealias OutboundOut = ByteBuffer
 
