@@ -3,7 +3,9 @@ import PackageDescription
 
 // Layers (each arrow is the only direction a dependency may point):
 //   ai-shell (executable) -> AIShellCLI -> BackupCore -> BackupEngines / BackupPipeline / BackupStorage
-//   -> BackupModel -> C shims (CSQLite, CLibPQ, CMariaDB, CZlib, CDeflate, CBZip2, CZstd, CXXHash, CMalloc)
+//   / BackupNotify -> BackupModel -> C shims (CSQLite, CLibPQ, CMariaDB, CZlib, CDeflate, CBZip2, CZstd, CXXHash,
+//   CMalloc)
+// BackupNotify (the SMTP client) is the only target on SwiftNIO; nothing else imports NIO.
 let package = Package(
   name: "ai-shell",
   platforms: [.macOS(.v14)],
@@ -14,6 +16,9 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+    // SMTP notifications (BackupNotify)
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+    .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
   ],
   targets: [
     .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3"),
@@ -47,10 +52,20 @@ let package = Package(
       name: "BackupStorage",
       dependencies: ["BackupModel"]
     ),
+    // SMTP notifications over SwiftNIO + swift-nio-ssl
+    .target(
+      name: "BackupNotify",
+      dependencies: [
+        "BackupModel",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+      ]
+    ),
     .target(
       name: "BackupCore",
       dependencies: [
-        "BackupModel", "BackupPipeline", "BackupEngines", "BackupStorage",
+        "BackupModel", "BackupPipeline", "BackupEngines", "BackupStorage", "BackupNotify",
         .product(name: "Logging", package: "swift-log"),
       ]
     ),
@@ -79,6 +94,7 @@ let package = Package(
     .testTarget(name: "BackupCoreTests", dependencies: ["BackupCore", "TestSupport"]),
     .testTarget(name: "PostgresTests", dependencies: ["BackupEngines", "BackupCore", "TestSupport"]),
     .testTarget(name: "MariaDBTests", dependencies: ["BackupEngines", "BackupCore", "TestSupport"]),
+    .testTarget(name: "BackupNotifyTests", dependencies: ["BackupNotify", "TestSupport"]),
     .testTarget(name: "EndToEndTests", dependencies: ["ai-shell", "TestSupport"]),
   ],
   swiftLanguageModes: [.v6]

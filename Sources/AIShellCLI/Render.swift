@@ -10,17 +10,7 @@ enum Render {
     return String(decoding: try encoder.encode(value), as: UTF8.self)
   }
 
-  static func bytes(_ n: Int64?) -> String {
-    guard let n else { return "-" }
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-    var v = Double(n)
-    var i = 0
-    while v >= 1024 && i < units.count - 1 {
-      v /= 1024
-      i += 1
-    }
-    return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
-  }
+  static func bytes(_ n: Int64?) -> String { ByteText.format(n) }
 
   static func date(_ d: Date?) -> String {
     guard let d else { return "-" }

@@ -12,9 +12,11 @@ extension Backup {
       discussion: """
         `schedule CRON -n NAME -d DB [options]` adds the schedule NAME or replaces it. The other \
         actions take a schedule name: --remove, --enable, --disable, --run-now (runs the job in the \
-        foreground, with retention and webhook, exactly as the scheduler does), --print-systemd and \
-        --print-crontab. --list shows every schedule with its next run (in its time zone and UTC) \
-        and its last result. Schedules are kept in the config file under `schedules`.
+        foreground, with retention, webhook and email, exactly as the scheduler does), \
+        --print-systemd and --print-crontab. --list shows every schedule with its next run (in its \
+        time zone and UTC) and its last result. Schedules are kept in the config file under \
+        `schedules`. --email mails a failed run (and with --email-on-success every run) through \
+        the notifications.smtp settings (docs/SCHEDULES.md).
         """)
 
     @Argument(help: "A cron expression (5 fields or @daily etc.; quote it).")
@@ -43,6 +45,14 @@ extension Backup {
 
     @Option(help: ArgumentHelp("POST a JSON notification to this URL after each run.", valueName: "url"))
     var webhook: String?
+
+    @Option(
+      help: ArgumentHelp(
+        "Email this address when a run fails (repeatable; through notifications.smtp).", valueName: "addr"))
+    var email: [String] = []
+
+    @Flag(help: "Email the --email addresses after successful runs too.")
+    var emailOnSuccess = false
 
     @Option(name: .shortAndLong, help: "Compression (default: the config's at run time).")
     var compression: CompressionAlgorithm?
@@ -88,7 +98,7 @@ extension Backup {
     var addFlagsGiven: Bool {
       name != nil || database != nil || retention != nil || keepLast != nil || keepDaily != nil
         || keepWeekly != nil || keepMonthly != nil || webhook != nil || compression != nil || format != nil
-        || verify || encrypt || timezone != nil
+        || verify || encrypt || timezone != nil || !email.isEmpty || emailOnSuccess
     }
 
     func validate() throws {
@@ -113,6 +123,9 @@ extension Backup {
         ("--keep-weekly", keepWeekly), ("--keep-monthly", keepMonthly),
       ] {
         if let v, v < 0 { throw ValidationError("\(flag) must be a whole number >= 0") }
+      }
+      if emailOnSuccess && email.isEmpty {
+        throw ValidationError("--email-on-success needs at least one --email address")
       }
     }
 
@@ -176,6 +189,20 @@ extension Backup {
       s.keepWeekly = keepWeekly
       s.keepMonthly = keepMonthly
       s.webhook = webhook
+      s.email = email
+      s.emailOnSuccess = emailOnSuccess
+      for address in email { try ScheduleEmail.validateAddress(address, what: "--email address") }
+      if !email.isEmpty {
+        // a schedule that cannot mail is reported when adding it, not after the first failure
+        let smtp = config.notifications.smtp
+        for (key, value) in [("host", smtp.host), ("from", smtp.from)] where value == nil {
+          throw BackupError(
+            .usage, "--email sends through notifications.smtp, and notifications.smtp.\(key) is not set",
+            hint:
+              "ai-shell backup config --set notifications.smtp.host=HOST notifications.smtp.from=ADDR (docs/SCHEDULES.md)"
+          )
+        }
+      }
       if encrypt && config.encryption.recipients.isEmpty {
         throw BackupError(
           .usage,
@@ -212,6 +239,11 @@ extension Backup {
         print(
           "\(r.name)\(r.enabled ? "" : " (disabled)"): \(r.cron) \(r.timezone), database \(ConnectionURL.redact(r.database))"
         )
+        if !r.email.isEmpty {
+          print(
+            "  email: \(r.email.joined(separator: ", ")) (\(r.emailOnSuccess ? "every run" : "failures only"))"
+          )
+        }
         print("  next run: \(r.nextRunText ?? "never")")
         if let last = r.lastRun {
           let what = [last.id, last.error].compactMap { $0 }.joined(separator: ": ")
@@ -267,6 +299,8 @@ struct ScheduleListing: Codable {
   var keepWeekly: Int?
   var keepMonthly: Int?
   var webhook: String?
+  var email: [String]
+  var emailOnSuccess: Bool
   /// The next run, ISO 8601 UTC (nil: disabled or never).
   var nextRun: Date?
   /// The next run as local time with zone abbreviation, and UTC.
@@ -291,7 +325,8 @@ struct ScheduleListing: Codable {
       name: name, cron: s.cron, timezone: s.timezone, database: ConnectionURL.redact(s.database),
       enabled: s.enabled, compression: s.compression, format: s.format, verify: s.verify, encrypt: s.encrypt,
       retentionDays: s.retentionDays, keepLast: s.keepLast, keepDaily: s.keepDaily, keepWeekly: s.keepWeekly,
-      keepMonthly: s.keepMonthly, webhook: s.webhook, nextRun: next, nextRunText: nextText, lastRun: state,
+      keepMonthly: s.keepMonthly, webhook: s.webhook, email: s.email, emailOnSuccess: s.emailOnSuccess,
+      nextRun: next, nextRunText: nextText, lastRun: state,
       lastRunStatus: status, running: locked)
   }
 }

@@ -1,4 +1,5 @@
 import BackupModel
+import BackupNotify
 import BackupPipeline
 import Foundation
 
@@ -89,7 +90,8 @@ public indirect enum JSONValue: Codable, Equatable, Sendable {
   public func jsonText(pretty: Bool) -> String {
     let encoder = JSONEncoder()
     encoder.outputFormatting =
-      pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys]
+      pretty
+      ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
     return (try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
   }
 }
@@ -112,6 +114,137 @@ public struct Config: Codable, Equatable, Sendable {
   public var connections: [String: Connection] = [:]
   /// Backup schedules by name (docs/SCHEDULES.md); changed with `backup schedule`.
   public var schedules: [String: Schedule] = [:]
+  /// How schedules send email (docs/SCHEDULES.md, Notifications).
+  public var notifications = Notifications()
+
+  public struct Notifications: Codable, Equatable, Sendable {
+    public var smtp = SMTP()
+    public init() {}
+    enum CodingKeys: String, CodingKey, CaseIterable { case smtp }
+    public init(from decoder: Decoder) throws {
+      try rejectUnknownKeys(decoder, CodingKeys.self, in: "notifications")
+      let c = try decoder.container(keyedBy: CodingKeys.self)
+      smtp = try c.decodeIfPresent(SMTP.self, forKey: .smtp) ?? SMTP()
+    }
+  }
+
+  /// The mail server schedules send through (`notifications.smtp.*`). Every key may be null; a
+  /// schedule with `email` needs at least `host` and `from` when it sends.
+  public struct SMTP: Codable, Equatable, Sendable {
+    public var host: String?
+    /// nil: 587 for starttls, 465 for tls, 25 for none.
+    public var port: Int?
+    public var tls: SMTPSecurity = .starttls
+    public var username: String?
+    /// A `${ENV_VAR}` reference (resolved when sending). An inline password never stays here:
+    /// `ConfigStore.save` moves it to a 0600 file and records that as `passwordFile`.
+    public var password: String?
+    /// A file holding the password (the one `save` wrote, or the user's own, e.g. a credential).
+    public var passwordFile: String?
+    public var from: String?
+    /// A PEM file of extra trusted CA certificates (a private relay's CA).
+    public var caFile: String?
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+      case host, port, tls, username, password, passwordFile, from, caFile
+    }
+
+    public init(from decoder: Decoder) throws {
+      try rejectUnknownKeys(decoder, CodingKeys.self, in: "notifications.smtp")
+      let c = try decoder.container(keyedBy: CodingKeys.self)
+      host = try c.decodeIfPresent(String.self, forKey: .host)
+      port = try c.decodeIfPresent(Int.self, forKey: .port)
+      tls = try c.decodeIfPresent(SMTPSecurity.self, forKey: .tls) ?? .starttls
+      username = try c.decodeIfPresent(String.self, forKey: .username)
+      password = try c.decodeIfPresent(String.self, forKey: .password)
+      passwordFile = try c.decodeIfPresent(String.self, forKey: .passwordFile)
+      from = try c.decodeIfPresent(String.self, forKey: .from)
+      caFile = try c.decodeIfPresent(String.self, forKey: .caFile)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+      // every key present (null when unset), so `config --show` lists them all
+      var c = encoder.container(keyedBy: CodingKeys.self)
+      func put(_ v: String?, _ k: CodingKeys) throws {
+        if let v { try c.encode(v, forKey: k) } else { try c.encodeNil(forKey: k) }
+      }
+      try put(host, .host)
+      if let port { try c.encode(port, forKey: .port) } else { try c.encodeNil(forKey: .port) }
+      try c.encode(tls, forKey: .tls)
+      try put(username, .username)
+      try put(password, .password)
+      try put(passwordFile, .passwordFile)
+      try put(from, .from)
+      try put(caFile, .caFile)
+    }
+
+    public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
+
+    /// Checks what the types do not; errors name the key.
+    func validate() throws {
+      func bad(_ key: String, _ why: String) -> BackupError {
+        BackupError(.usage, "invalid notifications.smtp.\(key): \(why)")
+      }
+      if let host {
+        guard !host.isEmpty, !host.contains(where: { $0.isWhitespace || "/@".contains($0) }) else {
+          throw bad("host", "\"\(host)\" is not a host name or address")
+        }
+      }
+      if let port, !(1...65535).contains(port) { throw bad("port", "must be 1...65535") }
+      if let username, username.isEmpty { throw bad("username", "must not be empty (use null for none)") }
+      if let password, password.contains("${") {
+        do {
+          _ = try ConnectionURL.expandVariables(password, environment: [:], what: "")
+        } catch let e as BackupError where e.message.hasPrefix("unterminated") {
+          throw bad("password", "unterminated ${ reference")
+        } catch {}
+      }
+      for (key, path) in [("passwordFile", passwordFile), ("caFile", caFile)] {
+        if let path, path.isEmpty { throw bad(key, "must not be empty (use null for none)") }
+      }
+      if let from {
+        do {
+          try EmailMessage.validateAddress(from, what: "notifications.smtp.from")
+        } catch let e as BackupError {
+          throw BackupError(.usage, e.message, hint: e.hint)
+        }
+      }
+    }
+
+    /// The settings to send with, the password resolved now (`${VAR}` from the environment,
+    /// else `passwordFile`). Errors name the key to set.
+    public func settings(environment: [String: String] = ProcessInfo.processInfo.environment) throws
+      -> (settings: SMTPSettings, from: String)
+    {
+      guard let host else {
+        throw BackupError(
+          .usage, "notifications.smtp.host is not set",
+          hint: "ai-shell backup config --set notifications.smtp.host=mail.example.com")
+      }
+      guard let from else {
+        throw BackupError(
+          .usage, "notifications.smtp.from is not set",
+          hint: "ai-shell backup config --set notifications.smtp.from=backup@example.com")
+      }
+      var secret: String?
+      if let password {
+        secret = try ConnectionURL.expandVariables(
+          password, environment: environment, what: "notifications.smtp.password")
+      } else if let passwordFile {
+        guard let data = FileManager.default.contents(atPath: passwordFile) else {
+          throw BackupError(
+            .notFound, "cannot read the SMTP password file \(passwordFile) (notifications.smtp.passwordFile)")
+        }
+        secret = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+      }
+      return (
+        SMTPSettings(
+          host: host, port: port, security: tls, username: username, password: secret, caFile: caFile), from
+      )
+    }
+  }
 
   public struct Encryption: Codable, Equatable, Sendable {
     /// age recipients ("age1...") that `create --encrypt` uses when no --recipient is given.
@@ -167,7 +300,7 @@ public struct Config: Codable, Equatable, Sendable {
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case backupDir, retentionDays, maxBackups, cloudProvider, cloudConfig, compression, compressionLevel
-    case format, lockTimeoutSeconds, encryption, connections, schedules
+    case format, lockTimeoutSeconds, encryption, connections, schedules, notifications
   }
 
   public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
@@ -189,6 +322,7 @@ public struct Config: Codable, Equatable, Sendable {
     encryption = try c.decodeIfPresent(Encryption.self, forKey: .encryption) ?? Encryption()
     connections = try c.decodeIfPresent([String: Connection].self, forKey: .connections) ?? [:]
     schedules = try c.decodeIfPresent([String: Schedule].self, forKey: .schedules) ?? [:]
+    notifications = try c.decodeIfPresent(Notifications.self, forKey: .notifications) ?? Notifications()
   }
 
   public func encode(to encoder: Encoder) throws {
@@ -213,6 +347,7 @@ public struct Config: Codable, Equatable, Sendable {
     try c.encode(encryption, forKey: .encryption)
     try c.encode(connections, forKey: .connections)
     try c.encode(schedules, forKey: .schedules)
+    try c.encode(notifications, forKey: .notifications)
   }
 
   public static let defaults = Config()
@@ -266,6 +401,7 @@ public struct Config: Codable, Equatable, Sendable {
     "cloudProvider": CloudProvider.allCases.map(\.rawValue),
     "compression": CompressionAlgorithm.allCases.map(\.rawValue),
     "format": DumpFormat.allCases.map(\.rawValue),
+    "tls": SMTPSecurity.allCases.map(\.rawValue),
   ]
 
   /// Checks values the types do not: ranges, age recipients, connection names and URLs.
@@ -314,6 +450,7 @@ public struct Config: Codable, Equatable, Sendable {
         throw bad("connections.\(name).url", e.message)
       }
     }
+    try notifications.smtp.validate()
     for (name, schedule) in schedules {
       try Schedule.validateName(name)
       try schedule.validate(key: "schedules.\(name)", config: self)

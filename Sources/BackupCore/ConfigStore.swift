@@ -1,4 +1,5 @@
 import BackupModel
+import BackupNotify
 import BackupStorage
 import Foundation
 
@@ -51,6 +52,7 @@ public final class ConfigStore {
     for (name, connection) in config.connections {
       config.connections[name] = try storingPassword(name: name, connection)
     }
+    config.notifications.smtp = try storingSMTPPassword(config.notifications.smtp)
     let data = try Self.encode(config)
     try LocalStore(directory: directory).writeAtomically(fileName, data)
     chmod(path, 0o600)
@@ -93,6 +95,28 @@ public final class ConfigStore {
     return Config.Connection(url: parsed.text(password: .omit), passwordFile: secretPath)
   }
 
+  /// The SMTP settings with an inline password moved to `secrets/-notifications.smtp.password`
+  /// (0600) and
+  /// recorded as `passwordFile`; a `${VAR}` reference stays. The file this store wrote is removed
+  /// once no setting refers to it any more.
+  func storingSMTPPassword(_ smtp: Config.SMTP) throws -> Config.SMTP {
+    var smtp = smtp
+    let secretPath = (secretsDirectory as NSString).appendingPathComponent(Self.smtpSecretName)
+    if let password = smtp.password, !password.contains("${") {
+      try ensureDirectory(secretsDirectory)
+      chmod(secretsDirectory, 0o700)
+      try LocalStore(directory: secretsDirectory).writeAtomically(Self.smtpSecretName, Data(password.utf8))
+      chmod(secretPath, 0o600)
+      smtp.password = nil
+      smtp.passwordFile = secretPath
+    }
+    if smtp.passwordFile != secretPath { unlink(secretPath) }
+    return smtp
+  }
+
+  /// Connection names cannot start with `-`, so this never collides with `<connection>.password`.
+  static let smtpSecretName = "-notifications.smtp.password"
+
   /// Removes a password file this store created (one inside its secrets directory).
   func removeSecret(_ connection: Config.Connection) {
     guard let file = connection.passwordFile,
@@ -126,12 +150,19 @@ public final class ConfigStore {
     return secretWords.contains { k.contains($0) }
   }
 
+  /// `${NAME}` alone: it names where the secret is, it is not one.
+  static func isVariableReference(_ v: JSONValue) -> Bool {
+    guard case .string(let s) = v, s.hasPrefix("${"), s.hasSuffix("}") else { return false }
+    let name = s.dropFirst(2).dropLast()
+    return !name.isEmpty && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
+  }
+
   static func redact(_ value: JSONValue, path: [String]) -> JSONValue {
     switch value {
     case .object(let o):
       var out: [String: JSONValue] = [:]
       for (k, v) in o {
-        if isSecretKey(k), v != .null {
+        if isSecretKey(k), v != .null, !isVariableReference(v) {
           out[k] = .string("***")
         } else {
           out[k] = redact(v, path: path + [k])
@@ -181,6 +212,19 @@ public final class ConfigStore {
       if forSet {
         throw BackupError(.usage, "schedules are changed with `ai-shell backup schedule`")
       }
+    case "notifications":
+      let known = Config.SMTP.keys.map { "notifications.smtp.\($0)" }
+      guard
+        path.count == 1
+          || (path[1] == "smtp"
+            && (path.count == 2 || (path.count == 3 && Config.SMTP.keys.contains(path[2]))))
+      else {
+        throw BackupError(
+          .usage, "unknown config key \"\(key)\"", hint: "known keys: \(known.joined(separator: ", "))")
+      }
+      if forSet && path.count < 3 {
+        throw BackupError(.usage, "set one key at a time: \(known.joined(separator: ", "))")
+      }
     case "connections":
       if forSet {
         throw BackupError(
@@ -206,6 +250,8 @@ public final class ConfigStore {
       let text = String(assignment[assignment.index(after: eq)...])
       let path = try checkKey(key, forSet: true)
       t.set(try parseValue(text, key: key, path: path), at: path)
+      // a new password (or none) replaces the stored password file
+      if key == "notifications.smtp.password" { t.set(.null, at: ["notifications", "smtp", "passwordFile"]) }
     }
     let data = try JSONEncoder().encode(t)
     return try Config.parse(data, source: "config")
@@ -267,8 +313,43 @@ public final class ConfigStore {
         !$0.isEmpty
       }
       return .array(items.map { .string($0) })
+    case "notifications":
+      return try parseSMTPValue(text, key: key, name: path[2])
     default:
       throw BackupError(.usage, "unknown config key \"\(key)\"")
+    }
+  }
+
+  static func parseSMTPValue(_ text: String, key: String, name: String) throws -> JSONValue {
+    if text.isEmpty || text == "null" { return name == "tls" ? .string("starttls") : .null }
+    switch name {
+    case "port":
+      guard let n = Int(text), (1...65535).contains(n) else {
+        throw BackupError(.usage, "invalid value \"\(text)\" for \(key): expected a port number 1...65535")
+      }
+      return .number(Double(n))
+    case "tls":
+      let allowed = SMTPSecurity.allCases.map(\.rawValue)
+      guard allowed.contains(text) else {
+        throw BackupError(
+          .usage, "invalid value \"\(text)\" for \(key); allowed: \(allowed.joined(separator: ", "))")
+      }
+      return .string(text)
+    case "passwordFile":
+      return .string(BackupDirectory.absolute(text))
+    case "caFile":
+      let path = BackupDirectory.absolute(text)
+      guard let data = FileManager.default.contents(atPath: path) else {
+        throw BackupError(
+          .notFound, "cannot read \(path) (\(key))", hint: "give a PEM file of CA certificates")
+      }
+      guard String(decoding: data, as: UTF8.self).contains("-----BEGIN CERTIFICATE-----") else {
+        throw BackupError(
+          .usage, "\(path) holds no PEM certificate (\(key))", hint: "give a PEM file of CA certificates")
+      }
+      return .string(path)
+    default:
+      return .string(text)
     }
   }
 
@@ -277,6 +358,7 @@ public final class ConfigStore {
     if let old = try? load() {
       for c in old.connections.values { removeSecret(c) }
     }
+    unlink((secretsDirectory as NSString).appendingPathComponent(Self.smtpSecretName))
     try save(Config())
   }
 

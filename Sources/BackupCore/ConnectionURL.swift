@@ -134,18 +134,20 @@ public struct ConnectionURL: Sendable, Equatable {
   }
 
   /// Replaces `${NAME}` with the environment's value; a missing variable is a usage error.
-  public static func expandVariables(_ text: String, environment: [String: String]) throws -> String {
+  public static func expandVariables(
+    _ text: String, environment: [String: String], what: String = "the connection URL"
+  ) throws -> String {
     var out = ""
     var rest = Substring(text)
     while let start = rest.range(of: "${") {
       out += rest[..<start.lowerBound]
       guard let end = rest[start.upperBound...].firstIndex(of: "}") else {
-        throw BackupError(.usage, "unterminated ${ in a connection URL")
+        throw BackupError(.usage, "unterminated ${ in \(what)")
       }
       let name = String(rest[start.upperBound..<end])
       guard let value = environment[name] else {
         throw BackupError(
-          .usage, "environment variable \(name) is not set", hint: "the connection URL refers to ${\(name)}")
+          .usage, "environment variable \(name) is not set", hint: "\(what) refers to ${\(name)}")
       }
       out += value
       rest = rest[rest.index(after: end)...]

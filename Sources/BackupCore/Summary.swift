@@ -99,3 +99,18 @@ public struct VerifyReport: Codable, Sendable {
     checks = try c.decode([Check].self, forKey: .checks)
   }
 }
+
+/// Byte counts for people: `12.3 MiB` (binary units), `512 B`, or `-` when unknown.
+public enum ByteText {
+  public static func format(_ n: Int64?) -> String {
+    guard let n else { return "-" }
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var v = Double(n)
+    var i = 0
+    while v >= 1024 && i < units.count - 1 {
+      v /= 1024
+      i += 1
+    }
+    return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
+  }
+}

@@ -1,4 +1,5 @@
 import BackupModel
+import BackupNotify
 import BackupPipeline
 import Foundation
 
@@ -26,6 +27,10 @@ extension Config {
     public var keepMonthly: Int?
     /// A URL that gets a JSON POST after each run.
     public var webhook: String?
+    /// Addresses that get an email (through `notifications.smtp`) when a run fails, and after a
+    /// success too when `emailOnSuccess` is set.
+    public var email: [String] = []
+    public var emailOnSuccess: Bool = false
     public var enabled: Bool = true
 
     public init(cron: String, timezone: String = "UTC", database: String) {
@@ -36,7 +41,7 @@ extension Config {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
       case cron, timezone, database, compression, format, verify, encrypt, retentionDays, keepLast
-      case keepDaily, keepWeekly, keepMonthly, webhook, enabled
+      case keepDaily, keepWeekly, keepMonthly, webhook, email, emailOnSuccess, enabled
     }
 
     public init(from decoder: Decoder) throws {
@@ -55,6 +60,8 @@ extension Config {
       keepWeekly = try c.decodeIfPresent(Int.self, forKey: .keepWeekly)
       keepMonthly = try c.decodeIfPresent(Int.self, forKey: .keepMonthly)
       webhook = try c.decodeIfPresent(String.self, forKey: .webhook)
+      email = try c.decodeIfPresent([String].self, forKey: .email) ?? []
+      emailOnSuccess = try c.decodeIfPresent(Bool.self, forKey: .emailOnSuccess) ?? false
       enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? true
     }
 
@@ -73,6 +80,8 @@ extension Config {
       try c.encodeIfPresent(keepWeekly, forKey: .keepWeekly)
       try c.encodeIfPresent(keepMonthly, forKey: .keepMonthly)
       try c.encodeIfPresent(webhook, forKey: .webhook)
+      try c.encode(email, forKey: .email)
+      try c.encode(emailOnSuccess, forKey: .emailOnSuccess)
       try c.encode(enabled, forKey: .enabled)
     }
 
@@ -117,6 +126,13 @@ extension Config {
         guard let url = URL(string: webhook), let scheme = url.scheme?.lowercased(),
           scheme == "http" || scheme == "https", url.host != nil
         else { throw bad("webhook", "\"\(webhook)\" is not an http:// or https:// URL") }
+      }
+      for address in email {
+        do {
+          try EmailMessage.validateAddress(address, what: "address")
+        } catch let e as BackupError {
+          throw bad("email", e.message)
+        }
       }
     }
 

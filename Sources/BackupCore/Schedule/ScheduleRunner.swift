@@ -3,7 +3,8 @@ import Foundation
 import Logging
 
 /// Runs one schedule's job: lock, `BackupService.create`, the state record, retention after a
-/// success, the webhook. `backup schedule --run-now` and the scheduler both go through `run`.
+/// success, the webhook and the email. `backup schedule --run-now` and the scheduler both go
+/// through `run`.
 public final class ScheduleRunner: @unchecked Sendable {
   public let config: Config
   public let backupDirectory: String
@@ -30,6 +31,8 @@ public final class ScheduleRunner: @unchecked Sendable {
     /// Backups retention removed after the run.
     public var removed: [RetentionDecision]
     public var webhookDelivered: Bool?
+    /// nil: no email was due (none configured, or a success without `emailOnSuccess`).
+    public var emailSent: Bool?
   }
 
   public enum Result: Sendable {
@@ -122,6 +125,10 @@ public final class ScheduleRunner: @unchecked Sendable {
       outcome.webhookDelivered = Webhook.deliver(payload, to: url) { log($0) }
       if outcome.webhookDelivered == true { log("webhook for \(name) delivered") }
     }
+    let log = self.log
+    outcome.emailSent = ScheduleEmail.send(
+      name: name, schedule: schedule, outcome: outcome, started: started, config: config
+    ) { log($0) }
     return .ran(outcome)
   }
 }
