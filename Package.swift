@@ -2,7 +2,8 @@
 import PackageDescription
 
 // Layers (each arrow is the only direction a dependency may point):
-//   ai-shell (executable) -> AIShellCLI -> BackupCore -> BackupEngines / BackupPipeline / BackupStorage
+//   ai-shell (executable) -> AIShellCLI -> BackupCore -> BackupEngines / BackupPipeline / BackupCloud
+//   BackupCloud (S3 over async-http-client) -> BackupStorage (the blob-store protocol, local disk)
 //   -> BackupModel -> C shims (CSQLite, CLibPQ, CMariaDB, CZlib, CDeflate, CBZip2, CZstd, CXXHash)
 let package = Package(
   name: "ai-shell",
@@ -14,6 +15,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+    // cloud storage (BackupCloud): HTTP with streaming bodies for S3
+    .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
   ],
   targets: [
     .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3"),
@@ -47,9 +50,16 @@ let package = Package(
       dependencies: ["BackupModel"]
     ),
     .target(
+      name: "BackupCloud",
+      dependencies: [
+        "BackupModel", "BackupStorage", .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+      ]
+    ),
+    .target(
       name: "BackupCore",
       dependencies: [
-        "BackupModel", "BackupPipeline", "BackupEngines", "BackupStorage",
+        "BackupModel", "BackupPipeline", "BackupEngines", "BackupStorage", "BackupCloud",
         .product(name: "Logging", package: "swift-log"),
       ]
     ),
@@ -78,6 +88,7 @@ let package = Package(
     .testTarget(name: "BackupCoreTests", dependencies: ["BackupCore", "TestSupport"]),
     .testTarget(name: "PostgresTests", dependencies: ["BackupEngines", "BackupCore", "TestSupport"]),
     .testTarget(name: "MariaDBTests", dependencies: ["BackupEngines", "BackupCore", "TestSupport"]),
+    .testTarget(name: "BackupCloudTests", dependencies: ["BackupCloud", "BackupStorage", "TestSupport"]),
     .testTarget(name: "EndToEndTests", dependencies: ["ai-shell", "TestSupport"]),
   ],
   swiftLanguageModes: [.v6]

