@@ -4,10 +4,14 @@
 so SigV4 signatures still verify). Prints its port on stdout once listening.
 usage: flaky-proxy.py UPSTREAM_HOST:PORT FAILS"""
 import http.client
+import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+# a parent may start us with SIGTERM blocked (Foundation's Process): take the default back
+signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM, signal.SIGINT])
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
 UPSTREAM = sys.argv[1]
 fails_left = int(sys.argv[2])
 lock = threading.Lock()

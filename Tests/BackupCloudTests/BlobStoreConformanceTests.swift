@@ -160,11 +160,13 @@ func checkConformance(_ store: BlobStore, bigSize: Int) throws {
     try checkConformance(store, bigSize: 200_003)
   }
 
-  /// Multipart (three parts of 5 MiB, the last short) under a prefix with spaces and slashes.
+  /// Multipart (three parts of 5 MiB, the last short) under a prefix; on SeaweedFS a nested one
+  /// with spaces. moto's signature check wrongly refuses a list whose prefix parameter holds a
+  /// space or a slash (the AWS CLI's identical request is refused too), so on moto the store sits at the bucket root.
   @Test func s3Servers() throws {
     if S3TestServer.all.isEmpty { skipNote("S3 conformance") }
     for server in S3TestServer.all {
-      let store = try server.store(prefix: "/my backups/db 1/")
+      let store = try server.store(prefix: server.name == "moto" ? "" : "/my backups/db 1/")
       try checkConformance(RetryingStore(store), bigSize: 2 * S3Settings.minPartSize + 12345)
       #expect(try store.pendingUploads().isEmpty, "\(server.name)")
     }

@@ -70,7 +70,7 @@ import Testing
 
   @Test func listingPagesThroughContinuationTokens() throws {
     guard let server = S3TestServer.moto else { return skipNote("moto pagination") }
-    let store = try server.store(prefix: "many")
+    let store = try server.store()  // at the root: moto refuses a prefix parameter with a slash
     for i in 0..<1001 { try store.put(String(format: "backup-%04d", i), data: Data([UInt8(i & 0xFF)])) }
     let all = try store.list(prefix: "backup-")
     #expect(all.count == 1001)
@@ -220,7 +220,7 @@ final class FlakyStore: BlobStore, @unchecked Sendable {
     proxy.standardOutput = out
     try proxy.run()
     defer {
-      proxy.terminate()
+      kill(proxy.processIdentifier, SIGKILL)
       proxy.waitUntilExit()
     }
     var line = Data()
