@@ -13,8 +13,6 @@ public final class S3Store: BlobStore, @unchecked Sendable {
   public let partRetry: RetryPolicy
   /// Objects per ListObjectsV2 page (S3's maximum is 1000; tests lower it to page more).
   public var listPageSize = 1000
-  /// Called with the bytes of each part (or single PUT) once the server has confirmed it.
-  public var onUploaded: (@Sendable (Int) -> Void)?
 
   public init(settings: S3Settings, credentials: AWSCredentials, partRetry: RetryPolicy = RetryPolicy())
     throws
@@ -133,7 +131,6 @@ public final class S3Store: BlobStore, @unchecked Sendable {
     headers["content-md5"] = Data(md5).base64EncodedString()
     let r = try client.expectOK("upload", .PUT, key: key, headers: headers, body: body, timeoutSeconds: 600)
     try client.checkETag(r.header("etag"), expected: SigV4Signer.hex(md5), what: key)
-    onUploaded?(body.count)
   }
 
   static func checkName(_ name: String) throws -> String {
@@ -275,7 +272,6 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
         lock.lock()
         etags[number] = md5
         lock.unlock()
-        store.onUploaded?(body.count)
       } catch {
         lock.lock()
         if failure == nil { failure = error }

@@ -97,7 +97,8 @@ public final class BackupService {
       let progress = self.progress
       // progress through the source when the engine reports it (against the database size),
       // else the bytes produced so far
-      progress?.begin("backup", totalBytes: probe.sizeBytes)
+      // with --cloud the upload streams alongside, so this is the upload's progress too
+      progress?.begin(cloud == nil ? "backup" : "backup+upload", totalBytes: probe.sizeBytes)
       var sourceReported = false
       writer.sourceProgress = { read in
         sourceReported = true
