@@ -99,7 +99,7 @@ final class S3Client: @unchecked Sendable {
   /// Sends one request and waits for the whole answer. `key` nil addresses the bucket.
   func send(
     _ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [String: String] = [:],
-    body: [UInt8]? = nil, timeoutSeconds: Int64 = 120
+    body: ByteBuffer? = nil, timeoutSeconds: Int64 = 120
   ) throws -> S3Response {
     let path =
       key.map { bucketPath + "/" + SigV4Signer.encodePath($0) } ?? (bucketPath.isEmpty ? "/" : bucketPath)
@@ -108,12 +108,13 @@ final class S3Client: @unchecked Sendable {
     var all = headers
     all["host"] = host
     let payloadHash =
-      body.map { SigV4Signer.hex(Array(SHA256.hash(data: $0))) } ?? SigV4Signer.emptyPayloadHash
+      body.map { b in SigV4Signer.hex(Array(b.withUnsafeReadableBytes { SHA256.hash(data: $0) })) }
+      ?? SigV4Signer.emptyPayloadHash
     let auth = signer.sign(
       method: method.rawValue, path: path, query: query, headers: all, payloadHash: payloadHash)
     var request: HTTPClient.Request
     do {
-      request = try HTTPClient.Request(url: url, method: method, body: body.map { .bytes($0) })
+      request = try HTTPClient.Request(url: url, method: method, body: body.map { .byteBuffer($0) })
     } catch {
       throw BackupError(.usage, "cannot form an S3 request URL for \(location): \(error)")
     }
@@ -139,7 +140,7 @@ final class S3Client: @unchecked Sendable {
   @discardableResult
   func expectOK(
     _ action: String, _ method: HTTPMethod, key: String?, query: [(String, String)] = [],
-    headers: [String: String] = [:], body: [UInt8]? = nil, timeoutSeconds: Int64 = 120
+    headers: [String: String] = [:], body: ByteBuffer? = nil, timeoutSeconds: Int64 = 120
   ) throws -> S3Response {
     let r = try send(
       method, key: key, query: query, headers: headers, body: body, timeoutSeconds: timeoutSeconds)
@@ -192,6 +193,9 @@ final class S3Client: @unchecked Sendable {
   var etagIsMD5: Bool { settings.serverSideEncryption != "aws:kms" }
 
   static func md5(_ bytes: [UInt8]) -> [UInt8] { Array(Insecure.MD5.hash(data: bytes)) }
+  static func md5(_ buffer: ByteBuffer) -> [UInt8] {
+    Array(buffer.withUnsafeReadableBytes { Insecure.MD5.hash(data: $0) })
+  }
 
   /// Checks a returned ETag against the expected MD5 (hex, with an optional "-N" suffix).
   func checkETag(_ etag: String?, expected: String, what: String) throws {

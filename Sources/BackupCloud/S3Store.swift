@@ -2,6 +2,7 @@ import BackupModel
 import BackupStorage
 import Crypto
 import Foundation
+import NIOCore
 
 /// Amazon S3 (and S3-compatible stores) as a blob store. Store names become keys under
 /// `cloudConfig.prefix`. Streamed puts go up as one PUT when they fit in one part, else as a
@@ -29,7 +30,7 @@ public final class S3Store: BlobStore, @unchecked Sendable {
   }
 
   public func put(_ name: String, data: Data) throws {
-    try putObject(key: client.key(try Self.checkName(name)), body: [UInt8](data))
+    try putObject(key: client.key(try Self.checkName(name)), body: ByteBuffer(bytes: data))
   }
 
   public func open(_ name: String) throws -> RandomAccessInput {
@@ -125,7 +126,7 @@ public final class S3Store: BlobStore, @unchecked Sendable {
   }
 
   /// One PUT of a whole object, checked by Content-MD5 on the server and the ETag here.
-  func putObject(key: String, body: [UInt8]) throws {
+  func putObject(key: String, body: ByteBuffer) throws {
     let md5 = S3Client.md5(body)
     var headers = client.objectHeaders
     headers["content-md5"] = Data(md5).base64EncodedString()
@@ -149,7 +150,8 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
   let client: S3Client
   let key: String
   let partSize: Int
-  private var buffer: [UInt8]
+  /// The part being filled: a NIO buffer, so that it is sent as it is, without another copy.
+  private var buffer: ByteBuffer
   private var uploadId: String?
   private var nextPart = 1
   private let slots: DispatchSemaphore
@@ -166,18 +168,18 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
     self.key = key
     partSize = max(store.settings.partSize, 1)
     slots = DispatchSemaphore(value: store.settings.parallel)
-    buffer = []
-    buffer.reserveCapacity(partSize)
+    buffer = ByteBuffer()
   }
 
   func write(_ bytes: UnsafeRawBufferPointer) throws {
     guard state == .open else { throw BackupError(.failure, "write to a closed upload of \(key)") }
     var rest = bytes
     while !rest.isEmpty {
-      let take = min(rest.count, partSize - buffer.count)
-      buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: rest[0..<take]))
+      if buffer.capacity < partSize { buffer.reserveCapacity(partSize) }
+      let take = min(rest.count, partSize - buffer.readableBytes)
+      buffer.writeBytes(UnsafeRawBufferPointer(rebasing: rest[0..<take]))
       rest = UnsafeRawBufferPointer(rebasing: rest[take...])
-      if buffer.count == partSize { try failing { try submitPart() } }
+      if buffer.readableBytes == partSize { try failing { try submitPart() } }
     }
   }
 
@@ -187,20 +189,20 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
       if uploadId == nil {
         try store.partRetry.run { try store.putObject(key: key, body: buffer) }
       } else {
-        if !buffer.isEmpty { try submitPart() }
+        if buffer.readableBytes > 0 { try submitPart() }
         group.wait()
         try checkFailure()
         try complete()
       }
     }
-    buffer = []
+    buffer = ByteBuffer()
     state = .finished
   }
 
   func abort() {
     guard state == .open else { return }
     state = .aborted
-    buffer = []
+    buffer = ByteBuffer()
     group.wait()
     if let id = uploadId {
       try? store.partRetry.run { try store.abort(.init(key: key, uploadId: id)) }
@@ -244,8 +246,7 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
     }
     nextPart += 1
     let body = buffer
-    buffer = []
-    buffer.reserveCapacity(partSize)
+    buffer = ByteBuffer()
     slots.wait()
     // a failure seen while waiting for a slot stops here instead of uploading more
     do { try checkFailure() } catch {
@@ -291,7 +292,7 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
     let r = try store.partRetry.run {
       try client.expectOK(
         "completion of multipart upload", .POST, key: key, query: [("uploadId", uploadId!)],
-        body: Array(xml.utf8), timeoutSeconds: 600)
+        body: ByteBuffer(string: xml), timeoutSeconds: 600)
     }
     // the multipart ETag is the MD5 of the parts' MD5s, then "-<count>"
     let combined = S3Client.md5(numbers.flatMap { etags[$0]! })
