@@ -12,20 +12,12 @@ struct CloudOptions: ParsableArguments {
 
   @Option(
     help: ArgumentHelp(
-      "Parts uploaded at once with --cloud (default: cloudConfig.parallel, else 5).", valueName: "n"))
-  var parallel: Int?
-
-  @Option(
-    help: ArgumentHelp(
       "Limit cloud transfers to this many bytes per second (suffixes K, M, G: 1024-based).", valueName: "rate"
     ))
   var limitRate: String?
 
   func validate() throws {
-    if let parallel, !(1...64).contains(parallel) { throw ValidationError("--parallel must be from 1 to 64") }
-    if !cloud && (parallel != nil || limitRate != nil) {
-      throw ValidationError("--parallel and --limit-rate need --cloud")
-    }
+    if !cloud && limitRate != nil { throw ValidationError("--limit-rate needs --cloud") }
     _ = try rate()
   }
 
@@ -46,8 +38,9 @@ struct CloudOptions: ParsableArguments {
     return n * unit
   }
 
-  /// Connects `service` to the cloud store when --cloud was given.
-  func apply(to service: BackupService, common: CommonOptions) throws {
+  /// Connects `service` to the cloud store when --cloud was given (`parallel`: create's
+  /// `--parallel`, parts uploaded at once).
+  func apply(to service: BackupService, common: CommonOptions, parallel: Int? = nil) throws {
     guard cloud else { return }
     let config = try common.loadConfig()
     service.cloud = try CloudConfig.makeStore(
