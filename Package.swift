@@ -2,10 +2,11 @@
 import PackageDescription
 
 // Layers (each arrow is the only direction a dependency may point):
-//   ai-shell (executable) -> AIShellCLI -> BackupCore -> BackupEngines / BackupPipeline / BackupStorage
-//   / BackupNotify -> BackupModel -> C shims (CSQLite, CLibPQ, CMariaDB, CZlib, CDeflate, CBZip2, CZstd, CXXHash,
-//   CMalloc)
-// BackupNotify (the SMTP client) is the only target on SwiftNIO; nothing else imports NIO.
+//   ai-shell (executable) -> AIShellCLI -> BackupCore -> BackupEngines / BackupPipeline / BackupCloud
+//   / BackupNotify; BackupCloud (S3 over async-http-client) -> BackupStorage (the blob-store protocol,
+//   local disk); all -> BackupModel -> C shims (CSQLite, CLibPQ, CMariaDB, CZlib, CDeflate, CBZip2,
+//   CZstd, CXXHash, CMalloc)
+// Only BackupNotify (the SMTP client) and BackupCloud (HTTP) use SwiftNIO.
 let package = Package(
   name: "ai-shell",
   platforms: [.macOS(.v14)],
@@ -19,6 +20,8 @@ let package = Package(
     // SMTP notifications (BackupNotify)
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
     .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+    // cloud storage (BackupCloud): HTTP with streaming bodies for S3
+    .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
   ],
   targets: [
     .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3"),
@@ -63,9 +66,17 @@ let package = Package(
       ]
     ),
     .target(
+      name: "BackupCloud",
+      dependencies: [
+        "BackupModel", "BackupStorage", .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+      ]
+    ),
+    .target(
       name: "BackupCore",
       dependencies: [
-        "BackupModel", "BackupPipeline", "BackupEngines", "BackupStorage", "BackupNotify",
+        "BackupModel", "BackupPipeline", "BackupEngines", "BackupStorage", "BackupNotify", "BackupCloud",
         .product(name: "Logging", package: "swift-log"),
       ]
     ),
@@ -95,6 +106,7 @@ let package = Package(
     .testTarget(name: "PostgresTests", dependencies: ["BackupEngines", "BackupCore", "TestSupport"]),
     .testTarget(name: "MariaDBTests", dependencies: ["BackupEngines", "BackupCore", "TestSupport"]),
     .testTarget(name: "BackupNotifyTests", dependencies: ["BackupNotify", "TestSupport"]),
+    .testTarget(name: "BackupCloudTests", dependencies: ["BackupCloud", "BackupStorage", "TestSupport"]),
     .testTarget(name: "EndToEndTests", dependencies: ["ai-shell", "TestSupport"]),
   ],
   swiftLanguageModes: [.v6]

@@ -14,7 +14,7 @@ tail -1 "$log" >&2
 if grep -E "^$PWD/(Sources|Tests)/.*warning:" "$log"; then echo "the build has warnings" >&2; exit 1; fi
 echo "== PostgreSQL 15 test server" >&2
 scripts/pg-test-server.sh start
-trap 'scripts/pg-test-server.sh stop; scripts/mariadb-test-server.sh stop; scripts/smtp-test-server.sh stop' EXIT
+trap 'scripts/pg-test-server.sh stop; scripts/mariadb-test-server.sh stop; scripts/smtp-test-server.sh stop; scripts/s3-test-server.sh stop' EXIT
 eval "$(scripts/pg-test-server.sh env)"
 echo "== MariaDB 10.11 test server" >&2
 scripts/mariadb-test-server.sh start
@@ -22,5 +22,8 @@ eval "$(scripts/mariadb-test-server.sh env)"
 echo "== SMTP test server (aiosmtpd)" >&2
 scripts/smtp-test-server.sh start
 eval "$(scripts/smtp-test-server.sh env)"
+echo "== S3 test servers (SeaweedFS, moto)" >&2
+scripts/s3-test-server.sh start
+eval "$(scripts/s3-test-server.sh env)"
 echo "== swift test" >&2
 swift test --skip-build 2>&1

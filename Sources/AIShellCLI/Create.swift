@@ -51,6 +51,13 @@ extension Backup {
 
     @OptionGroup var encryption: EncryptOptions
 
+    @OptionGroup var cloud: CloudOptions
+
+    @Option(
+      help: ArgumentHelp(
+        "Parts uploaded at once with --cloud (default: cloudConfig.parallel, else 5).", valueName: "n"))
+    var parallel: Int?
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
@@ -60,12 +67,18 @@ extension Backup {
         throw ValidationError("--lock-timeout must be zero or more seconds")
       }
       try encryption.validate()
+      try cloud.validate()
+      if let parallel {
+        guard cloud.cloud else { throw ValidationError("--parallel needs --cloud") }
+        guard (1...64).contains(parallel) else { throw ValidationError("--parallel must be from 1 to 64") }
+      }
     }
 
     func run() throws {
       let service = common.service(verbose: verbose)
       let progress = ProgressPrinter()
-      if verbose { service.progress = progress }
+      if verbose || (cloud.cloud && isTerminal(2)) { service.progress = progress }
+      try cloud.apply(to: service, common: common, parallel: parallel)
       let encryption = try self.encryption.request(config: common.loadConfig())
       // a passphrase backup can be checked by --verify with the same passphrase
       service.keys = DecryptionKeys(passphrase: encryption?.passphrase)

@@ -15,7 +15,10 @@ extension Backup {
         64); a file that is not a backup exits 64, a damaged one 4.
         """)
 
-    @Argument(help: "An exported backup file, its manifest, or a plain dump.")
+    @Argument(
+      help:
+        "An exported backup file, its manifest, or a plain dump; with --cloud a backup id, id prefix or object key in the cloud store."
+    )
     var source: String
 
     @Flag(
@@ -39,11 +42,33 @@ extension Backup {
 
     @OptionGroup var decrypt: DecryptOptions
 
+    @OptionGroup var cloud: CloudOptions
+
     @OptionGroup var common: CommonOptions
+
+    func validate() throws {
+      try cloud.validate()
+      if cloud.cloud && (database != nil || compress != nil || name != nil || verify) {
+        throw ValidationError("import --cloud takes only a backup id or key (and --force)")
+      }
+    }
 
     func run() throws {
       let service = common.service()
       service.keys = try decrypt.keys(configured: common.loadConfig().encryption.identityFile)
+      if cloud.cloud {
+        try cloud.apply(to: service, common: common)
+        let progress = ProgressPrinter()
+        if isTerminal(2) { service.progress = progress }
+        let summary = try service.importFromCloud(source, force: force)
+        if common.json {
+          print(try Render.json(summary))
+        } else {
+          printStderr("imported \(summary.id) from \(summary.cloudFile ?? service.cloud!.location)")
+          print(summary.id)
+        }
+        return
+      }
       let outcome = try service.importBackup(
         .init(
           source: source, verify: verify, database: try database.map { try common.resolveDatabase($0) },

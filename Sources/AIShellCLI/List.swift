@@ -36,6 +36,8 @@ extension Backup {
     @Option(help: "Sort order (desc: newest or largest first).")
     var order: Order = .desc
 
+    @OptionGroup var cloud: CloudOptions
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
@@ -61,7 +63,8 @@ extension Backup {
 
     func run() throws {
       let service = common.service()
-      var items = try service.list()
+      try cloud.apply(to: service, common: common)
+      var items = try cloud.cloud ? service.listWithCloud() : service.list()
       let (afterDate, beforeDate) = try dates()
       if let database {
         let text = (try? common.resolveDatabase(database)) ?? database
@@ -88,16 +91,17 @@ extension Backup {
       case .json:
         print(try Render.json(items))
       case .table, .csv:
-        let header = [
+        var header = [
           "ID", "NAME", "CREATED", "ENGINE", "FORMAT", "COMPRESSION", "SIZE", "TABLES", "STATUS", "DATABASE",
         ]
+        if cloud.cloud { header.append("LOCATION") }
         let rows = items.map { s in
           [
             s.id, s.name ?? "", Render.date(s.createdAt), s.engine?.rawValue ?? "", s.format?.rawValue ?? "",
             s.compression?.rawValue ?? "",
             mode == .csv ? s.sizeBytes.map(String.init) ?? "" : Render.bytes(s.sizeBytes),
             s.status == .complete ? String(s.tables.count) : "", s.status.rawValue, s.database ?? "",
-          ]
+          ] + (cloud.cloud ? [s.location ?? ""] : [])
         }
         if mode == .csv {
           print(Render.csv(header, rows), terminator: "")

@@ -51,18 +51,22 @@ extension Backup {
 
     @OptionGroup var decrypt: DecryptOptions
 
+    @OptionGroup var cloud: CloudOptions
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
       _ = try parseTableList(tables)
       try validateJobs(jobs)
+      try cloud.validate()
     }
 
     func run() throws {
       let service = common.service(verbose: verbose)
       service.keys = try decrypt.keys(configured: common.loadConfig().encryption.identityFile)
       let progress = ProgressPrinter()
-      if verbose { service.progress = progress }
+      if verbose || (cloud.cloud && isTerminal(2)) { service.progress = progress }
+      try cloud.apply(to: service, common: common)
       var options = BackupService.RestoreOptions(
         target: try database.map { try common.resolveDatabase($0) }, tables: try parseTableList(tables),
         dryRun: dryRun, verify: verify,

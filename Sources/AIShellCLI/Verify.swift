@@ -24,13 +24,16 @@ extension Backup {
 
     @OptionGroup var decrypt: DecryptOptions
 
+    @OptionGroup var cloud: CloudOptions
+
     @OptionGroup var common: CommonOptions
 
     func run() throws {
       let service = common.service(verbose: verbose)
       service.keys = try decrypt.keys(configured: common.loadConfig().encryption.identityFile)
       let progress = ProgressPrinter()
-      if verbose { service.progress = progress }
+      if verbose || (cloud.cloud && isTerminal(2)) { service.progress = progress }
+      try cloud.apply(to: service, common: common)
       if test, let m = try? service.manifest(for: id),
         let connection = ResolvedDatabase.connection(
           forLocation: m.database.location, config: try common.loadConfig())

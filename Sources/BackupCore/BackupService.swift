@@ -18,6 +18,10 @@ public final class BackupService {
   public weak var progress: ProgressObserver?
   /// Identities and passphrase for reading encrypted backups.
   public var keys = DecryptionKeys()
+  /// `--cloud`: the blob store backups are also written to and read from (CloudBackups.swift).
+  public var cloud: BlobStore?
+  /// With `cloud`: `create` keeps the local file and manifest too.
+  public var keepLocalCopy = true
 
   public init(backupDirectory: String, logger: Logger = Logger(label: "ai-shell")) {
     store = LocalStore(directory: backupDirectory)
@@ -72,23 +76,26 @@ public final class BackupService {
     try store.ensureDirectory()
     let removed = try catalog.cleanUpUnfinished()
     for id in removed { logger.info("removed unfinished backup \(id)") }
+    try cleanUpCloudUploads()
 
     let id = BackupID.make(at: started)
     let fileName =
       id + options.format.fileExtension + options.compression.fileExtension
       + (recipients != nil ? ".age" : "")
-    let output = try store.create(fileName)
-    logger.info("backing up \(locator.location) to \(output.path)")
+    let target = try CreateTarget(
+      name: fileName, id: id, directory: store, keepLocal: keepLocalCopy, cloud: cloud)
+    logger.info("backing up \(locator.location) to \(target.description)")
     do {
       // file <- SHA-256 of the stored bytes <- age (when asked) <- members
-      let hashing = HashingOutput(output)
+      let hashing = HashingOutput(target.output)
       let encrypting = try recipients.map { try AgeEncryptingOutput(output: hashing, recipients: $0) }
       let writer = try BackupFileWriter(
         output: encrypting ?? hashing, algorithm: options.compression, level: options.level)
       let progress = self.progress
       // progress through the source when the engine reports it (against the database size),
       // else the bytes produced so far
-      progress?.begin("backup", totalBytes: probe.sizeBytes)
+      // with --cloud the upload streams alongside, so this is the upload's progress too
+      progress?.begin(cloud == nil ? "backup" : "backup+upload", totalBytes: probe.sizeBytes)
       var sourceReported = false
       writer.sourceProgress = { read in
         sourceReported = true
@@ -103,7 +110,7 @@ public final class BackupService {
       for w in dumped.warnings { logger.warning("\(w)") }
       let layout = try writer.finish()
       try encrypting?.finish()
-      try output.close(sync: true)
+      try target.finish()
       progress?.end()
       let manifest = Manifest(
         id: id, name: options.name, createdAt: started, durationSeconds: Date().timeIntervalSince(started),
@@ -123,7 +130,7 @@ public final class BackupService {
         // an encrypted backup can be decoded only with a key: without one, re-hash the file
         var report = try verifyFile(manifest, deep: manifest.encryption == nil || !keys.isEmpty)
         if manifest.encryption != nil && keys.isEmpty {
-          let hash = try sha256OfFile(try store.openForReading(fileName))
+          let hash = try sha256OfFile(try source(for: manifest).open(fileName))
           report.checks.append(
             .init(name: "file sha256", ok: hash == manifest.file.sha256, detail: "re-read after writing"))
         }
@@ -134,15 +141,20 @@ public final class BackupService {
       }
       var final = manifest
       final.durationSeconds = Date().timeIntervalSince(started)
-      try store.writeAtomically(Catalog.manifestName(id), try final.encoded())
+      // the manifest goes last (to the cloud first): a file without one is unfinished
+      try target.publish(Catalog.manifestName(id), try final.encoded())
       logger.info("backup \(id) complete: \(layout.sizeBytes) bytes")
-      return BackupSummary(
+      var summary = BackupSummary(
         entry: CatalogEntry(id: id, status: .complete, manifest: final, fileName: fileName),
         directory: store.directory)
+      if let cloud {
+        summary.location = target.localStore == nil ? "cloud" : "local+cloud"
+        summary.cloudFile = "\(cloud.location)/\(fileName)"
+        if target.localStore == nil { summary.file = nil }
+      }
+      return summary
     } catch {
-      output.abandon()
-      try? store.remove(fileName)
-      try? store.remove(Catalog.manifestName(id))
+      target.abandon(manifestName: Catalog.manifestName(id))
       throw error
     }
   }
@@ -157,8 +169,12 @@ public final class BackupService {
 
   /// Resolves an id and loads its manifest (`.corrupt` if the manifest is damaged).
   public func manifest(for idOrPrefix: String) throws -> Manifest {
-    let entry = try catalog.resolve(idOrPrefix)
-    return try catalog.loadManifest(entry.id)
+    do {
+      let entry = try catalog.resolve(idOrPrefix)
+      return try catalog.loadManifest(entry.id)
+    } catch let e as BackupError where e.status == .notFound && cloud != nil {
+      return try cloudManifest(for: idOrPrefix)
+    }
   }
 
   public func status(_ idOrPrefix: String) throws -> BackupSummary {
@@ -173,7 +189,7 @@ public final class BackupService {
   /// The stored file and the byte stream its parts lie in (the decrypted payload of an
   /// encrypted backup, else the file itself), with a count of the file bytes read.
   func openPayload(_ m: Manifest) throws -> (payload: RandomAccessInput, file: CountingInput) {
-    let file = CountingInput(try store.openForReading(m.file.name))
+    let file = CountingInput(try source(for: m).open(m.file.name))
     guard m.encryption != nil else { return (file, file) }
     guard !keys.isEmpty else {
       throw BackupError(
@@ -209,7 +225,7 @@ public final class BackupService {
     var checks: [VerifyReport.Check] = [
       .init(name: "manifest", ok: true, detail: "format version \(m.formatVersion), \(m.parts.count) parts")
     ]
-    let size = try store.size(of: m.file.name)
+    let size = try source(for: m).stat(m.file.name)
     guard let size else {
       checks.append(.init(name: "file", ok: false, detail: "\(m.file.name) is missing"))
       return VerifyReport(id: m.id, checks: checks)
@@ -224,7 +240,7 @@ public final class BackupService {
     checks.append(.init(name: "file", ok: true, detail: "\(m.file.name), \(size) bytes"))
     guard deep else { return VerifyReport(id: m.id, checks: checks) }
 
-    let input = try store.openForReading(m.file.name)
+    let input = try source(for: m).open(m.file.name)
     progress?.begin("verify", totalBytes: m.file.sizeBytes + m.payloadSizeBytes)
     var done: Int64 = 0
     let tick: (Int) -> Void = { [progress] n in
@@ -397,7 +413,7 @@ public final class BackupService {
       )
     }
     // cheap checks always; full checksums first with --verify
-    let size = try store.size(of: m.file.name)
+    let size = try source(for: m).stat(m.file.name)
     guard let size else { throw BackupError(.notFound, "backup file \(m.file.name) is missing") }
     guard size == m.file.sizeBytes else {
       throw BackupError(
@@ -411,7 +427,7 @@ public final class BackupService {
     // opening the payload checks the identity before anything is written
     let (input, fileInput) = try openPayload(m)
     if options.verify {
-      let fileHash = try sha256OfFile(try store.openForReading(m.file.name))
+      let fileHash = try sha256OfFile(try source(for: m).open(m.file.name))
       guard fileHash == m.file.sha256 else {
         throw BackupError(
           .corrupt, "backup file \(m.file.name) fails its SHA-256 check", hint: "nothing was restored")
@@ -483,7 +499,12 @@ public final class BackupService {
 
   /// Finds what `delete` would remove (complete or unfinished backups).
   public func deletionCandidate(_ idOrPrefix: String) throws -> CatalogEntry {
-    let entry = try catalog.resolve(idOrPrefix, includeUnfinished: true)
+    let entry: CatalogEntry
+    do {
+      entry = try catalog.resolve(idOrPrefix, includeUnfinished: true)
+    } catch let e as BackupError where e.status == .notFound && cloud != nil {
+      return try cloudDeletionCandidate(idOrPrefix)
+    }
     if entry.status == .inProgress {
       throw BackupError(
         .refused, "backup \(entry.id) is still being written by another process",
@@ -505,6 +526,7 @@ public final class BackupService {
       removed.append(file)
     }
     store.syncDirectory()
+    removed += try deleteFromCloud(entry.id)
     return DeleteOutcome(id: entry.id, removedFiles: removed)
   }
 }

@@ -3,7 +3,8 @@ import BackupNotify
 import BackupPipeline
 import Foundation
 
-/// Where cloud copies go (the providers arrive with their own issue; the setting is stored now).
+/// Where cloud copies go (`--cloud`); aws-s3 covers S3-compatible stores through
+/// `cloudConfig.endpoint`. Azure Blob and GCS are accepted here and arrive with their own issue.
 public enum CloudProvider: String, Codable, CaseIterable, Sendable {
   case none
   case awsS3 = "aws-s3"
@@ -105,6 +106,8 @@ public struct Config: Codable, Equatable, Sendable {
   public var maxBackups: Int = 50
   public var cloudProvider: CloudProvider = .none
   public var cloudConfig: [String: JSONValue] = [:]
+  /// `create --cloud` keeps the local file and manifest too (false: the bucket alone holds it).
+  public var keepLocalCopy = true
   public var compression: CompressionAlgorithm = .zstd
   /// nil: the algorithm's default level. Applies only while `compression` is the algorithm used.
   public var compressionLevel: Int?
@@ -299,7 +302,8 @@ public struct Config: Codable, Equatable, Sendable {
   public init() {}
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case backupDir, retentionDays, maxBackups, cloudProvider, cloudConfig, compression, compressionLevel
+    case backupDir, retentionDays, maxBackups, cloudProvider, cloudConfig, keepLocalCopy, compression,
+      compressionLevel
     case format, lockTimeoutSeconds, encryption, connections, schedules, notifications
   }
 
@@ -314,6 +318,7 @@ public struct Config: Codable, Equatable, Sendable {
     maxBackups = try c.decodeIfPresent(Int.self, forKey: .maxBackups) ?? d.maxBackups
     cloudProvider = try c.decodeIfPresent(CloudProvider.self, forKey: .cloudProvider) ?? d.cloudProvider
     cloudConfig = try c.decodeIfPresent([String: JSONValue].self, forKey: .cloudConfig) ?? [:]
+    keepLocalCopy = try c.decodeIfPresent(Bool.self, forKey: .keepLocalCopy) ?? d.keepLocalCopy
     compression = try c.decodeIfPresent(CompressionAlgorithm.self, forKey: .compression) ?? d.compression
     compressionLevel = try c.decodeIfPresent(Int.self, forKey: .compressionLevel)
     format = try c.decodeIfPresent(DumpFormat.self, forKey: .format) ?? d.format
@@ -336,6 +341,7 @@ public struct Config: Codable, Equatable, Sendable {
     try c.encode(maxBackups, forKey: .maxBackups)
     try c.encode(cloudProvider, forKey: .cloudProvider)
     try c.encode(cloudConfig, forKey: .cloudConfig)
+    try c.encode(keepLocalCopy, forKey: .keepLocalCopy)
     try c.encode(compression, forKey: .compression)
     if let compressionLevel {
       try c.encode(compressionLevel, forKey: .compressionLevel)
@@ -429,6 +435,7 @@ public struct Config: Codable, Equatable, Sendable {
       default: throw bad("cloudConfig.\(key)", "must be a string, a boolean or a number")
       }
     }
+    try CloudConfig.validate(self)
     for r in encryption.recipients {
       guard r.hasPrefix("age1") else {
         throw bad("encryption.recipients", "\"\(r)\" is not an age recipient (they start with age1)")

@@ -286,6 +286,11 @@ public final class ConfigStore {
       return .number(n)
     case "cloudProvider", "compression", "format":
       return try choice()
+    case "keepLocalCopy":
+      guard text == "true" || text == "false" else {
+        throw BackupError(.usage, "invalid value \"\(text)\" for \(key): expected true or false")
+      }
+      return .bool(text == "true")
     case "cloudConfig":
       if path.count == 1 {
         guard let data = text.data(using: .utf8),

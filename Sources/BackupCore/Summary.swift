@@ -29,6 +29,10 @@ public struct BackupSummary: Codable, Sendable {
   public var encrypted: Bool?
   /// For encrypted backups: the age recipients (public keys, or "scrypt").
   public var recipients: [String]?
+  /// With --cloud: where the backup is ("local", "cloud" or "local+cloud").
+  public var location: String?
+  /// The cloud copy of the file (`s3://bucket/prefix/name`), when there is one.
+  public var cloudFile: String?
 
   init(entry: CatalogEntry, directory: String) {
     id = entry.id

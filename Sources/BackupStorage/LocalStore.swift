@@ -69,7 +69,7 @@ public final class LocalStore: Sendable {
   }
 
   public func syncDirectory() {
-    let fd = open(directory, O_RDONLY | O_DIRECTORY)
+    let fd = Glibc.open(directory, O_RDONLY | O_DIRECTORY)
     if fd >= 0 {
       _ = fsync(fd)
       _ = Glibc.close(fd)
@@ -83,9 +83,7 @@ public final class LocalStore: Sendable {
 
   /// The size of `name`, or nil if it does not exist.
   public func size(of name: String) throws -> Int64? {
-    var st = stat()
-    guard stat(try path(of: name), &st) == 0 else { return nil }
-    return Int64(st.st_size)
+    fileSize(try path(of: name))
   }
 
   public func exists(_ name: String) -> Bool {
@@ -122,7 +120,7 @@ public final class LocalStore: Sendable {
   /// True when another process holds the write lock of `name` (a create still running).
   public func isLocked(_ name: String) -> Bool {
     guard let p = try? path(of: name) else { return false }
-    let fd = open(p, O_RDONLY)
+    let fd = Glibc.open(p, O_RDONLY)
     guard fd >= 0 else { return false }
     defer { _ = Glibc.close(fd) }
     if flock(fd, LOCK_EX | LOCK_NB) == 0 {
@@ -131,6 +129,14 @@ public final class LocalStore: Sendable {
     }
     return errno == EWOULDBLOCK
   }
+}
+
+/// The size of the file at `path`, or nil (outside `LocalStore`, whose `stat` method would shadow
+/// the C function).
+private func fileSize(_ path: String) -> Int64? {
+  var st = stat()
+  guard stat(path, &st) == 0 else { return nil }
+  return Int64(st.st_size)
 }
 
 /// A new local file, written sequentially, locked exclusively while open.

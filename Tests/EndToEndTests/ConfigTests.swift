@@ -26,7 +26,7 @@ import Testing
 
     let set = try cli.run([
       "backup", "config", "--set", "retentionDays=7", "cloudProvider=aws-s3", "cloudConfig.bucket=my-bucket",
-      "cloudConfig.versioned=true", "cloudConfig.parts=4", "compression=gzip",
+      "cloudConfig.forcePathStyle=true", "cloudConfig.parallel=4", "compression=gzip",
     ])
     #expect(set.status == 0, "\(set.stderr)")
     #expect(try fileMode(cli.configPath) == 0o600)
@@ -35,8 +35,8 @@ import Testing
     #expect(try cli.run(["backup", "config", "--get", "cloudConfig.bucket"]).stdout == "my-bucket\n")
     let cloud = try #require(
       try cli.run(["backup", "config", "--get", "cloudConfig"]).json as? [String: Any])
-    #expect(cloud["versioned"] as? Bool == true)
-    #expect(cloud["parts"] as? Int == 4)
+    #expect(cloud["forcePathStyle"] as? Bool == true)
+    #expect(cloud["parallel"] as? Int == 4)
     let text = try cli.run(["backup", "config"])
     #expect(text.stdout.contains("cloudProvider = \"aws-s3\""))
 

@@ -104,9 +104,12 @@ import Testing
     let direct = try cli.run(["connection", "test", "mysql://root:\(secret)@localhost/x"])
     #expect(!direct.stderr.contains(secret))
     // secret-looking keys are redacted by --show and --get
-    #expect(try cli.run(["backup", "config", "--set", "cloudConfig.secretAccessKey=\(secret)"]).status == 0)
+    #expect(try cli.run(["backup", "config", "--set", "cloudConfig.sasToken=\(secret)"]).status == 0)
     #expect(!(try cli.run(["backup", "config"]).stdout.contains(secret)))
-    #expect(try cli.run(["backup", "config", "--get", "cloudConfig.secretAccessKey"]).stdout == "***\n")
+    #expect(try cli.run(["backup", "config", "--get", "cloudConfig.sasToken"]).stdout == "***\n")
+    // AWS credentials are never stored at all
+    let refused = try cli.run(["backup", "config", "--set", "cloudConfig.secretAccessKey=\(secret)"])
+    #expect(refused.status == 64 && !refused.stderr.contains(secret))
 
     // ${ENV_VAR} references are resolved at use time
     let db = cli.work.file("env.db")

@@ -1,0 +1,267 @@
+import AsyncHTTPClient
+import BackupModel
+import BackupStorage
+import Crypto
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// Where and how to store objects in S3 or an S3-compatible store (`cloudConfig.*`).
+public struct S3Settings: Sendable {
+  public var bucket: String
+  public var region: String
+  /// Key prefix without leading or trailing slashes; may contain spaces and inner slashes.
+  public var prefix: String
+  /// nil: AWS (`https://s3.<region>.amazonaws.com`); else e.g. `http://127.0.0.1:9000`.
+  public var endpoint: String?
+  /// Path-style addressing (`host/bucket/key`); nil: on for a custom endpoint, off for AWS.
+  public var forcePathStyle: Bool?
+  public var storageClass: String?
+  /// `AES256` or `aws:kms`.
+  public var serverSideEncryption: String?
+  public var kmsKeyId: String?
+  public var partSize: Int
+  public var parallel: Int
+
+  public static let minPartSize = 5 * 1024 * 1024
+  public static let maxParts = 10_000
+
+  public init(
+    bucket: String, region: String = "us-east-1", prefix: String = "", endpoint: String? = nil,
+    forcePathStyle: Bool? = nil, storageClass: String? = nil, serverSideEncryption: String? = nil,
+    kmsKeyId: String? = nil, partSize: Int = 16 * 1024 * 1024, parallel: Int = 5
+  ) {
+    self.bucket = bucket
+    self.region = region
+    self.prefix = prefix.split(separator: "/", omittingEmptySubsequences: true).joined(separator: "/")
+    self.endpoint = endpoint
+    self.forcePathStyle = forcePathStyle
+    self.storageClass = storageClass
+    self.serverSideEncryption = serverSideEncryption
+    self.kmsKeyId = kmsKeyId
+    self.partSize = partSize
+    self.parallel = max(1, parallel)
+  }
+}
+
+/// One answer from S3, body read whole (requests that can return much ask for bounded ranges).
+struct S3Response {
+  var status: Int
+  var headers: HTTPHeaders
+  var body: [UInt8]
+  func header(_ name: String) -> String? { headers.first(name: name) }
+  var text: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// The HTTP half of the S3 backend: addressing, signing, sending, and turning failures into one
+/// clear line (transient ones wrapped for the retry policy).
+final class S3Client: @unchecked Sendable {
+  let settings: S3Settings
+  let signer: SigV4Signer
+  let scheme: String
+  /// host[:port] as sent in the Host header.
+  let host: String
+  /// `/bucket` for path-style addressing, "" for virtual-hosted.
+  let bucketPath: String
+
+  /// One client for the process, on NIO's shared event loops: requests run there while the
+  /// synchronous pipeline waits for their futures.
+  static let http = HTTPClient(
+    eventLoopGroupProvider: .singleton,
+    configuration: HTTPClient.Configuration(
+      redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10), read: .seconds(120))))
+
+  init(settings: S3Settings, credentials: AWSCredentials) throws {
+    self.settings = settings
+    signer = SigV4Signer(credentials: credentials, region: settings.region)
+    let endpoint = settings.endpoint ?? "https://s3.\(settings.region).amazonaws.com"
+    guard let url = URL(string: endpoint), let scheme = url.scheme, ["http", "https"].contains(scheme),
+      let h = url.host, !h.isEmpty
+    else {
+      throw BackupError(
+        .usage, "cloudConfig.endpoint \"\(endpoint)\" is not an http(s) URL",
+        hint: "for example https://s3.eu-west-1.amazonaws.com or http://127.0.0.1:9000")
+    }
+    self.scheme = scheme
+    let pathStyle = settings.forcePathStyle ?? (settings.endpoint != nil)
+    let port = url.port.map { ":\($0)" } ?? ""
+    host = pathStyle ? "\(h)\(port)" : "\(settings.bucket).\(h)\(port)"
+    bucketPath = pathStyle ? "/\(settings.bucket)" : ""
+  }
+
+  var location: String {
+    "s3://\(settings.bucket)" + (settings.prefix.isEmpty ? "" : "/\(settings.prefix)")
+  }
+
+  /// The object key of a store name.
+  func key(_ name: String) -> String { settings.prefix.isEmpty ? name : "\(settings.prefix)/\(name)" }
+
+  /// Sends one request and waits for the whole answer. `key` nil addresses the bucket.
+  func send(
+    _ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [String: String] = [:],
+    body: ByteBuffer? = nil, timeoutSeconds: Int64 = 120
+  ) throws -> S3Response {
+    let path =
+      key.map { bucketPath + "/" + SigV4Signer.encodePath($0) } ?? (bucketPath.isEmpty ? "/" : bucketPath)
+    let queryText = SigV4Signer.canonicalQuery(query)
+    let url = "\(scheme)://\(host)\(path)" + (queryText.isEmpty ? "" : "?\(queryText)")
+    var all = headers
+    all["host"] = host
+    let payloadHash =
+      body.map { b in SigV4Signer.hex(Array(b.withUnsafeReadableBytes { SHA256.hash(data: $0) })) }
+      ?? SigV4Signer.emptyPayloadHash
+    let auth = signer.sign(
+      method: method.rawValue, path: path, query: query, headers: all, payloadHash: payloadHash)
+    var request: HTTPClient.Request
+    do {
+      request = try HTTPClient.Request(url: url, method: method, body: body.map { .byteBuffer($0) })
+    } catch {
+      throw BackupError(.usage, "cannot form an S3 request URL for \(location): \(error)")
+    }
+    for (k, v) in all.merging(auth, uniquingKeysWith: { $1 }) where k != "host" {
+      request.headers.replaceOrAdd(name: k, value: v)
+    }
+    let response: HTTPClient.Response
+    do {
+      response = try Self.http.execute(request: request, deadline: .now() + .seconds(timeoutSeconds)).wait()
+    } catch {
+      throw TransientStorageError(
+        BackupError(
+          .storage,
+          "cannot reach S3 at \(scheme)://\(host) (\(method.rawValue) \(key ?? "bucket")): \(error)",
+          hint: "check cloudConfig.endpoint and the network"))
+    }
+    return S3Response(
+      status: Int(response.status.code), headers: response.headers,
+      body: response.body.map { Array($0.readableBytesView) } ?? [])
+  }
+
+  /// Sends and requires a 2xx answer (an S3 error document inside a 200 counts as a failure).
+  @discardableResult
+  func expectOK(
+    _ action: String, _ method: HTTPMethod, key: String?, query: [(String, String)] = [],
+    headers: [String: String] = [:], body: ByteBuffer? = nil, timeoutSeconds: Int64 = 120
+  ) throws -> S3Response {
+    let r = try send(
+      method, key: key, query: query, headers: headers, body: body, timeoutSeconds: timeoutSeconds)
+    guard (200..<300).contains(r.status), !(r.body.count < 4096 && r.text.contains("<Error>")) else {
+      throw failure(r, action: action, key: key)
+    }
+    return r
+  }
+
+  /// The error a failed answer means: transient for 5xx/429/SlowDown, else one clear line that
+  /// names the credential source (never the secret) when the request was refused.
+  func failure(_ r: S3Response, action: String, key: String?) -> Error {
+    let code = XML.first("Code", in: r.text) ?? "HTTP \(r.status)"
+    var message = XML.first("Message", in: r.text) ?? ""
+    if message.count > 160 { message = String(message.prefix(160)) + "..." }
+    let what = "S3 \(action) of \(key.map { "s3://\(settings.bucket)/\($0)" } ?? location)"
+    let detail = message.isEmpty ? code : "\(code): \(message)"
+    if r.status >= 500 || r.status == 429 || code == "SlowDown" || code == "InternalError" {
+      return TransientStorageError(BackupError(.storage, "\(what) failed (HTTP \(r.status) \(detail))"))
+    }
+    switch code {
+    case "SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "InvalidToken", "ExpiredToken":
+      return BackupError(
+        .storage, "\(what) was refused (\(detail))",
+        hint: "check the AWS credentials (\(signer.credentials)) and their permissions")
+    case "RequestTimeTooSkewed":
+      return BackupError(
+        .storage, "\(what) was refused: this machine's clock is off", hint: "sync the clock (NTP)")
+    case "NoSuchBucket":
+      return BackupError(
+        .notFound, "S3 bucket \"\(settings.bucket)\" does not exist at \(scheme)://\(host)",
+        hint: "create it, or fix cloudConfig.bucket / cloudConfig.endpoint / cloudConfig.region")
+    case "NoSuchKey":
+      return BackupError(.notFound, "\(what): no such object")
+    default:
+      return BackupError(.storage, "\(what) failed (HTTP \(r.status) \(detail))")
+    }
+  }
+
+  /// Headers every new object gets: storage class and server-side encryption.
+  var objectHeaders: [String: String] {
+    var h = ["content-type": "application/octet-stream"]
+    if let c = settings.storageClass { h["x-amz-storage-class"] = c }
+    if let sse = settings.serverSideEncryption { h["x-amz-server-side-encryption"] = sse }
+    if let k = settings.kmsKeyId { h["x-amz-server-side-encryption-aws-kms-key-id"] = k }
+    return h
+  }
+
+  /// With SSE-KMS the ETag is not the MD5 of the body, so it cannot be compared.
+  var etagIsMD5: Bool { settings.serverSideEncryption != "aws:kms" }
+
+  static func md5(_ bytes: [UInt8]) -> [UInt8] { Array(Insecure.MD5.hash(data: bytes)) }
+  static func md5(_ buffer: ByteBuffer) -> [UInt8] {
+    Array(buffer.withUnsafeReadableBytes { Insecure.MD5.hash(data: $0) })
+  }
+
+  /// Checks a returned ETag against the expected MD5 (hex, with an optional "-N" suffix).
+  func checkETag(_ etag: String?, expected: String, what: String) throws {
+    guard etagIsMD5 else { return }
+    let got = (etag ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "\"")).lowercased()
+    guard got == expected else {
+      throw BackupError(
+        .corrupt, "S3 stored \(what) with ETag \(got.isEmpty ? "(none)" : got), expected \(expected)",
+        hint: "the data was damaged in transit; nothing was kept")
+    }
+  }
+}
+
+/// Just enough XML for S3's small documents: the text of elements by name, entities decoded.
+enum XML {
+  static func all(_ name: String, in text: String) -> [String] {
+    var out: [String] = []
+    var rest = text[...]
+    let open = "<\(name)>"
+    let close = "</\(name)>"
+    while let a = rest.range(of: open) {
+      guard let b = rest.range(of: close, range: a.upperBound..<rest.endIndex) else { break }
+      out.append(decode(String(rest[a.upperBound..<b.lowerBound])))
+      rest = rest[b.upperBound...]
+    }
+    return out
+  }
+
+  static func first(_ name: String, in text: String) -> String? { all(name, in: text).first }
+
+  static func decode(_ s: String) -> String {
+    guard s.contains("&") else { return s }
+    var out = ""
+    var i = s.startIndex
+    while i < s.endIndex {
+      if s[i] == "&", let semi = s[i...].firstIndex(of: ";") {
+        let entity = s[s.index(after: i)..<semi]
+        var replacement: String?
+        switch entity {
+        case "amp": replacement = "&"
+        case "lt": replacement = "<"
+        case "gt": replacement = ">"
+        case "quot": replacement = "\""
+        case "apos": replacement = "'"
+        default:
+          if entity.hasPrefix("#x"), let v = UInt32(entity.dropFirst(2), radix: 16), let u = UnicodeScalar(v)
+          {
+            replacement = String(Character(u))
+          } else if entity.hasPrefix("#"), let v = UInt32(entity.dropFirst()), let u = UnicodeScalar(v) {
+            replacement = String(Character(u))
+          }
+        }
+        if let replacement {
+          out += replacement
+          i = s.index(after: semi)
+          continue
+        }
+      }
+      out.append(s[i])
+      i = s.index(after: i)
+    }
+    return out
+  }
+
+  static func escape(_ s: String) -> String {
+    s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+      .replacingOccurrences(of: ">", with: "&gt;")
+  }
+}

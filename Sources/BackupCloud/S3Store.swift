@@ -1,0 +1,365 @@
+import BackupModel
+import BackupStorage
+import Crypto
+import Foundation
+import NIOCore
+
+/// Amazon S3 (and S3-compatible stores) as a blob store. Store names become keys under
+/// `cloudConfig.prefix`. Streamed puts go up as one PUT when they fit in one part, else as a
+/// multipart upload of equal parts, `parallel` in flight, each retried alone by `partRetry`;
+/// reads are ranged GETs. Wrap it in `RetryingStore` for the other calls.
+public final class S3Store: BlobStore, @unchecked Sendable {
+  let client: S3Client
+  public let settings: S3Settings
+  public let partRetry: RetryPolicy
+  /// Objects per ListObjectsV2 page (S3's maximum is 1000; tests lower it to page more).
+  public var listPageSize = 1000
+
+  public init(settings: S3Settings, credentials: AWSCredentials, partRetry: RetryPolicy = RetryPolicy())
+    throws
+  {
+    self.settings = settings
+    self.partRetry = partRetry
+    client = try S3Client(settings: settings, credentials: credentials)
+  }
+
+  public var location: String { client.location }
+
+  public func put(_ name: String) throws -> BlobUpload {
+    try S3Upload(store: self, key: client.key(try Self.checkName(name)))
+  }
+
+  public func put(_ name: String, data: Data) throws {
+    try putObject(key: client.key(try Self.checkName(name)), body: ByteBuffer(bytes: data))
+  }
+
+  public func open(_ name: String) throws -> RandomAccessInput {
+    let key = client.key(try Self.checkName(name))
+    guard let size = try headSize(key: key) else {
+      throw BackupError(.notFound, "\(location)/\(name) does not exist")
+    }
+    return S3Input(client: client, key: key, size: size)
+  }
+
+  public func stat(_ name: String) throws -> Int64? {
+    try headSize(key: client.key(try Self.checkName(name)))
+  }
+
+  public func list(prefix: String) throws -> [BlobInfo] {
+    let base = settings.prefix.isEmpty ? "" : settings.prefix + "/"
+    var out: [BlobInfo] = []
+    var token: String?
+    repeat {
+      var query = [("list-type", "2"), ("prefix", base + prefix), ("max-keys", String(listPageSize))]
+      if let token { query.append(("continuation-token", token)) }
+      let r = try client.expectOK("list", .GET, key: nil, query: query)
+      for item in XML.all("Contents", in: r.text) {
+        guard let key = XML.first("Key", in: item), key.hasPrefix(base) else { continue }
+        let name = String(key.dropFirst(base.count))
+        // deeper keys belong to another prefix
+        guard !name.isEmpty, !name.contains("/") else { continue }
+        out.append(BlobInfo(name: name, size: Int64(XML.first("Size", in: item) ?? "") ?? 0))
+      }
+      token =
+        XML.first("IsTruncated", in: r.text) == "true" ? XML.first("NextContinuationToken", in: r.text) : nil
+    } while token != nil
+    return out.sorted { $0.name < $1.name }
+  }
+
+  public func delete(_ name: String) throws {
+    let key = client.key(try Self.checkName(name))
+    let r = try client.send(.DELETE, key: key)
+    guard (200..<300).contains(r.status) || r.status == 404 else {
+      throw client.failure(r, action: "delete", key: key)
+    }
+  }
+
+  /// Creates the bucket (tests and first-time setup); an existing bucket of ours is fine.
+  public func createBucket() throws {
+    let r = try client.send(.PUT, key: nil)
+    guard (200..<300).contains(r.status) || XML.first("Code", in: r.text) == "BucketAlreadyOwnedByYou" else {
+      throw client.failure(r, action: "create bucket", key: nil)
+    }
+  }
+
+  /// A multipart upload that was started and neither completed nor aborted.
+  public struct PendingUpload: Sendable {
+    public var key: String
+    public var uploadId: String
+    public var initiated: Date?
+  }
+
+  /// Unfinished multipart uploads under the prefix (each holds parts that cost storage).
+  public func pendingUploads() throws -> [PendingUpload] {
+    let base = settings.prefix.isEmpty ? "" : settings.prefix + "/"
+    let r = try client.expectOK(
+      "list multipart uploads", .GET, key: nil, query: [("uploads", ""), ("prefix", base)])
+    let iso = ISO8601DateFormatter()
+    iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    return XML.all("Upload", in: r.text).compactMap { u in
+      guard let key = XML.first("Key", in: u), let id = XML.first("UploadId", in: u) else { return nil }
+      let t = XML.first("Initiated", in: u)
+      return PendingUpload(
+        key: key, uploadId: id,
+        initiated: t.flatMap { iso.date(from: $0) ?? ISO8601DateFormatter().date(from: $0) })
+    }
+  }
+
+  /// Aborts a multipart upload so that none of its parts remain.
+  public func abort(_ upload: PendingUpload) throws {
+    let r = try client.send(.DELETE, key: upload.key, query: [("uploadId", upload.uploadId)])
+    guard (200..<300).contains(r.status) || r.status == 404 else {
+      throw client.failure(r, action: "abort multipart upload", key: upload.key)
+    }
+  }
+
+  // MARK: object calls
+
+  func headSize(key: String) throws -> Int64? {
+    let r = try client.send(.HEAD, key: key)
+    if r.status == 404 { return nil }
+    guard r.status == 200 else { throw client.failure(r, action: "stat", key: key) }
+    guard let n = r.header("content-length").flatMap({ Int64($0) }) else {
+      throw BackupError(.storage, "S3 stat of \(key) returned no Content-Length")
+    }
+    return n
+  }
+
+  /// One PUT of a whole object, checked by Content-MD5 on the server and the ETag here.
+  func putObject(key: String, body: ByteBuffer) throws {
+    let md5 = S3Client.md5(body)
+    var headers = client.objectHeaders
+    headers["content-md5"] = Data(md5).base64EncodedString()
+    let r = try client.expectOK("upload", .PUT, key: key, headers: headers, body: body, timeoutSeconds: 600)
+    try client.checkETag(r.header("etag"), expected: SigV4Signer.hex(md5), what: key)
+  }
+
+  static func checkName(_ name: String) throws -> String {
+    guard !name.isEmpty, !name.contains("/"), name != ".", name != "..", !name.contains("\0") else {
+      throw BackupError(.usage, "refusing object name \"\(name)\": names are single path components")
+    }
+    return name
+  }
+}
+
+/// A streamed put to S3. Bytes collect into a part buffer; a full part is handed to a worker
+/// and the writer goes on (it blocks only while `parallel` parts are in flight, so memory stays
+/// at about partSize x (parallel + 1)). If everything fits in one part it goes up as one PUT.
+final class S3Upload: BlobUpload, @unchecked Sendable {
+  let store: S3Store
+  let client: S3Client
+  let key: String
+  let partSize: Int
+  /// The part being filled: a NIO buffer, so that it is sent as it is, without another copy.
+  private var buffer: ByteBuffer
+  private var uploadId: String?
+  private var nextPart = 1
+  private let slots: DispatchSemaphore
+  private let group = DispatchGroup()
+  private let lock = NSLock()
+  private var etags: [Int: [UInt8]] = [:]
+  private var failure: Error?
+  private var state = State.open
+  enum State { case open, finished, aborted }
+
+  init(store: S3Store, key: String) throws {
+    self.store = store
+    client = store.client
+    self.key = key
+    partSize = max(store.settings.partSize, 1)
+    slots = DispatchSemaphore(value: store.settings.parallel)
+    buffer = ByteBuffer()
+  }
+
+  func write(_ bytes: UnsafeRawBufferPointer) throws {
+    guard state == .open else { throw BackupError(.failure, "write to a closed upload of \(key)") }
+    var rest = bytes
+    while !rest.isEmpty {
+      if buffer.capacity < partSize { buffer.reserveCapacity(partSize) }
+      let take = min(rest.count, partSize - buffer.readableBytes)
+      buffer.writeBytes(UnsafeRawBufferPointer(rebasing: rest[0..<take]))
+      rest = UnsafeRawBufferPointer(rebasing: rest[take...])
+      if buffer.readableBytes == partSize { try failing { try submitPart() } }
+    }
+  }
+
+  func finish() throws {
+    guard state == .open else { return }
+    try failing {
+      if uploadId == nil {
+        try store.partRetry.run { try store.putObject(key: key, body: buffer) }
+      } else {
+        if buffer.readableBytes > 0 { try submitPart() }
+        group.wait()
+        try checkFailure()
+        try complete()
+      }
+    }
+    buffer = ByteBuffer()
+    state = .finished
+  }
+
+  func abort() {
+    guard state == .open else { return }
+    state = .aborted
+    buffer = ByteBuffer()
+    group.wait()
+    if let id = uploadId {
+      try? store.partRetry.run { try store.abort(.init(key: key, uploadId: id)) }
+    }
+  }
+
+  /// Runs `body`; on any error aborts the upload (no orphaned parts) and rethrows.
+  private func failing(_ body: () throws -> Void) throws {
+    do {
+      try body()
+    } catch {
+      abort()
+      throw error
+    }
+  }
+
+  private func checkFailure() throws {
+    lock.lock()
+    let f = failure
+    lock.unlock()
+    if let f { throw f }
+  }
+
+  private func submitPart() throws {
+    try checkFailure()
+    if uploadId == nil {
+      let r = try store.partRetry.run {
+        try client.expectOK(
+          "start multipart upload", .POST, key: key, query: [("uploads", "")], headers: client.objectHeaders)
+      }
+      guard let id = XML.first("UploadId", in: r.text) else {
+        throw BackupError(.storage, "S3 started a multipart upload of \(key) without an UploadId")
+      }
+      uploadId = id
+    }
+    let number = nextPart
+    guard number <= S3Settings.maxParts else {
+      throw BackupError(
+        .storage, "the upload of \(key) needs more than \(S3Settings.maxParts) parts",
+        hint: "raise cloudConfig.partSizeMiB")
+    }
+    nextPart += 1
+    let body = buffer
+    buffer = ByteBuffer()
+    slots.wait()
+    // a failure seen while waiting for a slot stops here instead of uploading more
+    do { try checkFailure() } catch {
+      slots.signal()
+      throw error
+    }
+    group.enter()
+    let id = uploadId!
+    DispatchQueue.global().async { [self] in
+      defer {
+        slots.signal()
+        group.leave()
+      }
+      do {
+        let md5 = S3Client.md5(body)
+        try store.partRetry.run {
+          let r = try client.expectOK(
+            "upload of part \(number)", .PUT, key: key,
+            query: [("partNumber", String(number)), ("uploadId", id)],
+            headers: ["content-md5": Data(md5).base64EncodedString()], body: body, timeoutSeconds: 600)
+          try client.checkETag(
+            r.header("etag"), expected: SigV4Signer.hex(md5), what: "\(key) part \(number)")
+        }
+        lock.lock()
+        etags[number] = md5
+        lock.unlock()
+      } catch {
+        lock.lock()
+        if failure == nil { failure = error }
+        lock.unlock()
+      }
+    }
+  }
+
+  private func complete() throws {
+    let numbers = etags.keys.sorted()
+    let xml =
+      "<CompleteMultipartUpload>"
+      + numbers.map {
+        "<Part><PartNumber>\($0)</PartNumber><ETag>\"\(SigV4Signer.hex(etags[$0]!))\"</ETag></Part>"
+      }
+      .joined() + "</CompleteMultipartUpload>"
+    let r = try store.partRetry.run {
+      try client.expectOK(
+        "completion of multipart upload", .POST, key: key, query: [("uploadId", uploadId!)],
+        body: ByteBuffer(string: xml), timeoutSeconds: 600)
+    }
+    // the multipart ETag is the MD5 of the parts' MD5s, then "-<count>"
+    let combined = S3Client.md5(numbers.flatMap { etags[$0]! })
+    try client.checkETag(
+      XML.first("ETag", in: r.text), expected: "\(SigV4Signer.hex(combined))-\(numbers.count)", what: key)
+  }
+}
+
+/// Ranged reads of one object. Reads are served from a window fetched by one ranged GET; the
+/// window starts at the size asked for and doubles while reads stay sequential (up to 8 MiB),
+/// so a table-level restore fetches little beyond the table's own range.
+final class S3Input: RandomAccessInput {
+  let client: S3Client
+  let key: String
+  let size: Int64
+  private var window: [UInt8] = []
+  private var windowStart: Int64 = 0
+  private var nextWindowSize = 0
+  static let maxWindow = 8 * 1024 * 1024
+
+  init(client: S3Client, key: String, size: Int64) {
+    self.client = client
+    self.key = key
+    self.size = size
+  }
+
+  func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+    guard offset < size, buffer.count > 0 else { return 0 }
+    let windowEnd = windowStart + Int64(window.count)
+    if !(offset >= windowStart && offset < windowEnd) {
+      // sequential: grow the window; a jump starts small again
+      nextWindowSize =
+        offset == windowEnd && !window.isEmpty ? min(Self.maxWindow, nextWindowSize * 2) : buffer.count
+      let length = Int(min(Int64(max(nextWindowSize, buffer.count)), size - offset))
+      let r = try client.send(
+        .GET, key: key, headers: ["range": "bytes=\(offset)-\(offset + Int64(length) - 1)"],
+        timeoutSeconds: 600)
+      guard r.status == 206 || (r.status == 200 && offset == 0) else {
+        throw client.failure(r, action: "download", key: key)
+      }
+      guard r.body.count >= min(length, 1) else {
+        throw BackupError(.corrupt, "S3 returned \(r.body.count) bytes for \(length) at \(offset) of \(key)")
+      }
+      window = r.body.count > length ? Array(r.body[0..<length]) : r.body
+      windowStart = offset
+    }
+    let from = Int(offset - windowStart)
+    let n = min(buffer.count, window.count - from)
+    window.withUnsafeBytes { src in
+      buffer.baseAddress!.copyMemory(from: src.baseAddress! + from, byteCount: n)
+    }
+    return n
+  }
+}
+
+extension S3Store: UnfinishedUploads {
+  public func unfinishedUploads() throws -> [(name: String, started: Date?)] {
+    let base = settings.prefix.isEmpty ? "" : settings.prefix + "/"
+    return try pendingUploads().compactMap { u in
+      guard u.key.hasPrefix(base) else { return nil }
+      let name = String(u.key.dropFirst(base.count))
+      return name.contains("/") ? nil : (name, u.initiated)
+    }
+  }
+
+  public func abortUploads(of name: String) throws {
+    let key = client.key(try Self.checkName(name))
+    for u in try pendingUploads() where u.key == key { try abort(u) }
+  }
+}

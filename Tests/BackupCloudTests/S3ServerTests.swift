@@ -1,0 +1,251 @@
+import BackupModel
+import BackupStorage
+import Foundation
+import TestSupport
+import Testing
+
+@testable import BackupCloud
+
+/// S3 behaviour beyond the shared suite, against the real test servers.
+@Suite struct S3ServerTests {
+  /// SeaweedFS recomputes every signature: a wrong secret is refused, and the error names the
+  /// credential source, never the secret.
+  @Test func wrongSecretIsRefusedWithAClearError() throws {
+    guard let server = S3TestServer.seaweed else { return skipNote("SeaweedFS wrong secret") }
+    let good = try server.store()
+    let secret = "not-the-right-secret-key-0123"
+    let bad = try S3Store(
+      settings: good.settings,
+      credentials: AWSCredentials(
+        accessKeyId: server.accessKey, secretAccessKey: secret, source: "profile wrong in /x"),
+      partRetry: .none)
+    let error = try #require(throws: BackupError.self) { try bad.put("backup-x.bin", data: Data("x".utf8)) }
+    #expect(error.description.contains("SignatureDoesNotMatch"), "\(error)")
+    #expect(error.description.contains("profile wrong in /x"))
+    #expect(!error.description.contains(secret))
+    #expect(error.status == .storage)
+    #expect(try good.stat("backup-x.bin") == nil)
+  }
+
+  /// Keys with spaces, +, =, unicode and slashes in the prefix are signed and stored as given.
+  @Test func awkwardKeysRoundTrip() throws {
+    guard let server = S3TestServer.seaweed else { return skipNote("SeaweedFS awkward keys") }
+    let store = try server.store(prefix: "a b/c+d=e/é ü")
+    let names = ["x y.json", "p+q=r.bin", "ünïcødé 💾.txt", "tilde~and%percent"]
+    for (i, name) in names.enumerated() { try store.put(name, data: Data(pattern(100 + i))) }
+    #expect(try store.list(prefix: "").map(\.name) == names.sorted())
+    for (i, name) in names.enumerated() { #expect(try store.read(name) == Data(pattern(100 + i)), "\(name)") }
+  }
+
+  @Test func missingBucketIsNotFound() throws {
+    for server in S3TestServer.all {
+      let store = try server.store(createBucket: false)
+      let error = try #require(throws: BackupError.self) { try store.list(prefix: "") }
+      #expect(error.status == .notFound, "\(server.name): \(error)")
+      #expect(error.description.contains(store.settings.bucket))
+    }
+  }
+
+  /// A multipart upload that fails (moto refuses parts under 5 MiB at completion) or is
+  /// abandoned leaves no parts behind.
+  @Test func failedOrAbortedMultipartLeavesNoParts() throws {
+    for server in S3TestServer.all {
+      let store = try server.store(partSize: S3Settings.minPartSize, parallel: 2)
+      let upload = try store.put("backup-aborted.bin")
+      let data = pattern(S3Settings.minPartSize * 2 + 10)
+      try data.withUnsafeBytes { try upload.write($0) }
+      #expect(try store.pendingUploads().count == 1, "\(server.name)")
+      upload.abort()
+      #expect(try store.pendingUploads().isEmpty, "\(server.name)")
+      #expect(try store.stat("backup-aborted.bin") == nil)
+    }
+    guard let moto = S3TestServer.moto else { return skipNote("moto multipart failure") }
+    let store = try moto.store(partSize: 1 << 20, parallel: 2)
+    let upload = try store.put("backup-small-parts.bin")
+    try pattern(3 << 20).withUnsafeBytes { try upload.write($0) }
+    #expect(throws: BackupError.self) { try upload.finish() }
+    #expect(try store.pendingUploads().isEmpty)
+    #expect(try store.stat("backup-small-parts.bin") == nil)
+  }
+
+  @Test func listingPagesThroughContinuationTokens() throws {
+    guard let server = S3TestServer.moto else { return skipNote("moto pagination") }
+    let store = try server.store()  // at the root: moto refuses a prefix parameter with a slash
+    for i in 0..<1001 { try store.put(String(format: "backup-%04d", i), data: Data([UInt8(i & 0xFF)])) }
+    let all = try store.list(prefix: "backup-")
+    #expect(all.count == 1001)
+    #expect(all.first?.name == "backup-0000" && all.last?.name == "backup-1000")
+    store.listPageSize = 7
+    #expect(try store.list(prefix: "backup-00").count == 100)
+  }
+
+  @Test func storageClassAndEncryptionHeadersAreSent() throws {
+    guard let server = S3TestServer.moto else { return skipNote("moto storage class") }
+    let store = try server.store(partSize: S3Settings.minPartSize, storageClass: "STANDARD_IA", sse: "AES256")
+    try store.put("small", data: Data("x".utf8))
+    let upload = try store.put("large")
+    try pattern(S3Settings.minPartSize + 1).withUnsafeBytes { try upload.write($0) }
+    try upload.finish()
+    for name in ["small", "large"] {
+      let r = try store.client.send(.HEAD, key: store.client.key(name))
+      #expect(r.header("x-amz-storage-class") == "STANDARD_IA", "\(name)")
+      #expect(r.header("x-amz-server-side-encryption") == "AES256", "\(name)")
+    }
+  }
+
+  /// The AWS CLI, an independent client, reads what we wrote byte for byte, and we read what
+  /// it wrote.
+  @Test func awsCLIInterop() throws {
+    guard let server = S3TestServer.seaweed else { return skipNote("aws CLI interop") }
+    let store = try server.store(prefix: "cli test")
+    let data = pattern(S3Settings.minPartSize + 777, seed: 9)
+    let upload = try store.put("ours.bin")
+    try data.withUnsafeBytes { try upload.write($0) }
+    try upload.finish()
+    let dir = TempDir("aws-cli")
+    let env = [
+      "AWS_ACCESS_KEY_ID": server.accessKey, "AWS_SECRET_ACCESS_KEY": server.secretKey,
+      "AWS_DEFAULT_REGION": "us-east-1",
+    ]
+    let bucket = "s3://\(store.settings.bucket)/cli test"
+    let down = try runProcess(
+      "aws", ["--endpoint-url", server.endpoint, "s3", "cp", "\(bucket)/ours.bin", dir.file("got.bin")],
+      environment: env)
+    #expect(down.status == 0, "\(String(decoding: down.stderr, as: UTF8.self))")
+    #expect(FileManager.default.contents(atPath: dir.file("got.bin")) == Data(data))
+    try Data(data.reversed()).write(to: URL(fileURLWithPath: dir.file("theirs.bin")))
+    let up = try runProcess(
+      "aws", ["--endpoint-url", server.endpoint, "s3", "cp", dir.file("theirs.bin"), "\(bucket)/theirs.bin"],
+      environment: env)
+    #expect(up.status == 0, "\(String(decoding: up.stderr, as: UTF8.self))")
+    #expect(try store.read("theirs.bin") == Data(data.reversed()))
+  }
+}
+
+/// A store whose first calls fail transiently (Kopia's faulty-storage helper is the model).
+final class FlakyStore: BlobStore, @unchecked Sendable {
+  let base: BlobStore
+  var failuresLeft: Int
+  var calls = 0
+  init(_ base: BlobStore, failures: Int) {
+    self.base = base
+    failuresLeft = failures
+  }
+  func fault() throws {
+    calls += 1
+    if failuresLeft > 0 {
+      failuresLeft -= 1
+      throw TransientStorageError(BackupError(.storage, "503 SlowDown (injected)"))
+    }
+  }
+  var location: String { base.location }
+  func put(_ name: String) throws -> BlobUpload {
+    try fault()
+    return try base.put(name)
+  }
+  func put(_ name: String, data: Data) throws {
+    try fault()
+    try base.put(name, data: data)
+  }
+  func open(_ name: String) throws -> RandomAccessInput {
+    try fault()
+    return try base.open(name)
+  }
+  func stat(_ name: String) throws -> Int64? {
+    try fault()
+    return try base.stat(name)
+  }
+  func list(prefix: String) throws -> [BlobInfo] {
+    try fault()
+    return try base.list(prefix: prefix)
+  }
+  func delete(_ name: String) throws {
+    try fault()
+    try base.delete(name)
+  }
+}
+
+@Suite struct StoreWrapperTests {
+  @Test func transientFailuresAreRetriedThenSurface() throws {
+    let dir = TempDir("retry")
+    let flaky = FlakyStore(LocalStore(directory: dir.path), failures: 3)
+    let store = RetryingStore(flaky, policy: RetryPolicy(attempts: 4, baseDelay: 0.001))
+    try store.put("a", data: Data("1".utf8))
+    #expect(flaky.calls == 4)
+    flaky.failuresLeft = 10
+    let e = try #require(throws: BackupError.self) { _ = try store.stat("a") }
+    #expect(e.description.contains("SlowDown"))
+    #expect(flaky.calls == 8)
+    // a permanent error is not retried
+    flaky.failuresLeft = 0
+    let before = flaky.calls
+    #expect(throws: BackupError.self) { _ = try store.open("missing") }
+    #expect(flaky.calls == before + 1)
+  }
+
+  @Test func backoffGrowsWithJitterAndACap() {
+    let p = RetryPolicy(attempts: 10, baseDelay: 0.1, maxDelay: 1)
+    for attempt in 1...8 {
+      let cap = min(1, 0.1 * pow(2, Double(attempt - 1)))
+      let d = p.delay(beforeRetry: attempt)
+      #expect(d >= cap / 2 && d <= cap)
+    }
+  }
+
+  @Test func rateLimitHoldsTransfersToTheRate() throws {
+    let dir = TempDir("rate")
+    let store = RateLimitedStore(LocalStore(directory: dir.path), bytesPerSecond: 2 << 20)
+    let started = Date()
+    let upload = try store.put("x")
+    let chunk = [UInt8](repeating: 7, count: 64 * 1024)
+    for _ in 0..<16 { try chunk.withUnsafeBytes { try upload.write($0) } }  // 1 MiB at 2 MiB/s
+    try upload.finish()
+    let elapsed = Date().timeIntervalSince(started)
+    #expect(elapsed >= 0.4 && elapsed < 3, "\(elapsed)")
+  }
+}
+
+/// A proxy in front of SeaweedFS that answers 503 SlowDown for a while: every call (each part
+/// of a multipart upload alone) is retried and succeeds.
+@Suite struct ThrottlingTests {
+  @Test func slowDownIsRetriedUntilItSucceeds() throws {
+    guard let server = S3TestServer.seaweed else { return skipNote("503 SlowDown proxy") }
+    let upstream = try #require(URL(string: server.endpoint))
+    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().appendingPathComponent("scripts/flaky-proxy.py").path
+    let proxy = Process()
+    proxy.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    proxy.arguments = ["python3", script, "\(upstream.host!):\(upstream.port!)", "6"]
+    let out = Pipe()
+    proxy.standardOutput = out
+    try proxy.run()
+    defer {
+      kill(proxy.processIdentifier, SIGKILL)
+      proxy.waitUntilExit()
+    }
+    var line = Data()
+    while !line.contains(0x0A) {
+      let chunk = out.fileHandleForReading.availableData
+      if chunk.isEmpty { break }
+      line.append(chunk)
+    }
+    let port = try #require(
+      Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
+    let direct = try server.store()
+    let policy = RetryPolicy(attempts: 8, baseDelay: 0.01, maxDelay: 0.05)
+    let viaProxy = try S3Store(
+      settings: S3Settings(
+        bucket: direct.settings.bucket, endpoint: "http://127.0.0.1:\(port)",
+        partSize: S3Settings.minPartSize,
+        parallel: 2),
+      credentials: server.credentials, partRetry: policy)
+    let store = RetryingStore(viaProxy, policy: policy)
+    let data = pattern(S3Settings.minPartSize * 2 + 99, seed: 3)
+    let upload = try store.put("backup-throttled.bin")
+    try data.withUnsafeBytes { try upload.write($0) }
+    try upload.finish()
+    #expect(try store.read("backup-throttled.bin") == Data(data))
+    #expect(try direct.read("backup-throttled.bin") == Data(data))
+    #expect(try direct.pendingUploads().isEmpty)
+  }
+}
