@@ -42,7 +42,7 @@ extension Backup {
 
     @Option(
       help:
-        "PostgreSQL and MySQL/MariaDB: tables loaded at once (default: the number of cores, at most 4). SQLite uses one connection."
+        "PostgreSQL and MySQL/MariaDB: tables loaded at once on separate connections (default 1: one transaction). SQLite uses one connection."
     )
     var jobs: Int?
 

@@ -66,6 +66,9 @@ extension Backup {
     @Flag(help: "Encrypt each backup to the config's encryption.recipients.")
     var encrypt = false
 
+    @Flag(help: "Also upload each backup to the configured cloud store; retention prunes both copies.")
+    var cloud = false
+
     @Option(help: ArgumentHelp("IANA time zone of the cron fields (default UTC).", valueName: "tz"))
     var timezone: String?
 
@@ -98,7 +101,7 @@ extension Backup {
     var addFlagsGiven: Bool {
       name != nil || database != nil || retention != nil || keepLast != nil || keepDaily != nil
         || keepWeekly != nil || keepMonthly != nil || webhook != nil || compression != nil || format != nil
-        || verify || encrypt || timezone != nil || !email.isEmpty || emailOnSuccess
+        || verify || encrypt || cloud || timezone != nil || !email.isEmpty || emailOnSuccess
     }
 
     func validate() throws {
@@ -183,6 +186,7 @@ extension Backup {
       s.format = format
       s.verify = verify
       s.encrypt = encrypt
+      s.cloud = cloud
       s.retentionDays = retention
       s.keepLast = keepLast
       s.keepDaily = keepDaily
@@ -203,6 +207,8 @@ extension Backup {
           )
         }
       }
+      // a schedule that cannot reach its bucket is reported when adding it (credentials too)
+      if cloud { _ = try CloudConfig.makeStore(config) }
       if encrypt && config.encryption.recipients.isEmpty {
         throw BackupError(
           .usage,
@@ -293,6 +299,7 @@ struct ScheduleListing: Codable {
   var format: DumpFormat?
   var verify: Bool
   var encrypt: Bool
+  var cloud: Bool
   var retentionDays: Int?
   var keepLast: Int?
   var keepDaily: Int?
@@ -324,6 +331,7 @@ struct ScheduleListing: Codable {
     return ScheduleListing(
       name: name, cron: s.cron, timezone: s.timezone, database: ConnectionURL.redact(s.database),
       enabled: s.enabled, compression: s.compression, format: s.format, verify: s.verify, encrypt: s.encrypt,
+      cloud: s.cloud,
       retentionDays: s.retentionDays, keepLast: s.keepLast, keepDaily: s.keepDaily, keepWeekly: s.keepWeekly,
       keepMonthly: s.keepMonthly, webhook: s.webhook, email: s.email, emailOnSuccess: s.emailOnSuccess,
       nextRun: next, nextRunText: nextText, lastRun: state,

@@ -358,8 +358,9 @@ public final class BackupService {
     public var dropExisting: Bool
     public var continueOnError: Bool
     public var lockTimeoutSeconds: Double
-    /// Tables loaded at once by a server engine.
-    public var jobs = defaultJobs
+    /// Tables loaded at once by a server engine. 1 (the default) restores in one transaction;
+    /// more load tables on separate connections (`--jobs`).
+    public var jobs = 1
     public init(
       target: String? = nil, tables: [String]? = nil, dryRun: Bool = false, verify: Bool = false,
       dropExisting: Bool = false, continueOnError: Bool = false, lockTimeoutSeconds: Double = 10

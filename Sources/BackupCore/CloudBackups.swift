@@ -57,6 +57,15 @@ extension BackupService {
     return m
   }
 
+  /// The complete backups in the cloud store, as catalog entries (retention of cloud schedules).
+  public func cloudEntries() throws -> [CatalogEntry] {
+    guard let cloud else { return [] }
+    return try cloudManifestIDs(cloud).map { id in
+      let m = try cloudManifest(for: id)
+      return CatalogEntry(id: id, status: .complete, manifest: m, fileName: m.file.name)
+    }
+  }
+
   /// `list --cloud`: the local backups and every backup in the cloud store, each marked with
   /// where it is.
   public func listWithCloud() throws -> [BackupSummary] {

@@ -165,6 +165,36 @@ import Testing
     #expect(try snapshot(cli.work.file("r.db")) == snapshot(db))
   }
 
+  /// A `--cloud` schedule uploads each run, and its retention removes old backups from the bucket
+  /// too, including those kept only there.
+  @Test func scheduleUploadsAndPrunesTheBucket() throws {
+    guard let s = Self.server else { return Self.skip("cloud schedule retention") }
+    let (cli, bucket) = try Self.setUp(s, prefix: "sched", extra: ["keepLocalCopy=false"])
+    let env = Self.awsEnv(s)
+    let db = cli.work.file("source.db")
+    try makeSQLite(db, sampleSQL)
+    let add = try cli.run(
+      ["backup", "schedule", "0 3 * * *", "-n", "nightly", "-d", db, "--cloud", "--keep-last", "1"],
+      environment: env)
+    #expect(add.status == 0, "\(add.stderr)")
+    var ids: [String] = []
+    for _ in 0..<2 {
+      let r = try cli.run(["backup", "schedule", "--run-now", "nightly", "--json"], environment: env)
+      #expect(r.status == 0, "\(r.stderr)")
+      ids.append(try #require((r.json as? [String: Any])?["backupId"] as? String, "\(r.stdout)"))
+      Thread.sleep(forTimeInterval: 1.1)  // ids are per second
+    }
+    #expect(cli.backupFiles().filter { $0.hasPrefix("backup-") }.isEmpty)  // keepLocalCopy=false
+    let keys = try Self.keys(s, bucket)
+    #expect(keys.count == 2, "\(keys)")
+    #expect(keys.allSatisfy { $0.contains(ids[1]) }, "\(keys)")
+    // without credentials the schedule is refused when added, not at 3 am
+    let refused = try cli.run(
+      ["backup", "schedule", "0 4 * * *", "-n", "other", "-d", db, "--cloud"],
+      environment: ["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_PROFILE": "none-such"])
+    #expect(refused.status != 0, "\(refused.stdout)")
+  }
+
   /// A refused signature fails the create with one line naming the credential source (not the
   /// secret), and leaves nothing behind: no manifest, no object, no multipart upload.
   @Test func wrongSecretFailsCleanly() throws {

@@ -20,6 +20,9 @@ extension Config {
     public var verify: Bool = false
     /// Encrypt to the config's `encryption.recipients`.
     public var encrypt: Bool = false
+    /// Also upload to the configured cloud store (`cloudProvider`, `cloudConfig.*`), keeping the
+    /// local copy per `keepLocalCopy`; retention prunes both copies.
+    public var cloud: Bool = false
     public var retentionDays: Int?
     public var keepLast: Int?
     public var keepDaily: Int?
@@ -40,7 +43,7 @@ extension Config {
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-      case cron, timezone, database, compression, format, verify, encrypt, retentionDays, keepLast
+      case cron, timezone, database, compression, format, verify, encrypt, cloud, retentionDays, keepLast
       case keepDaily, keepWeekly, keepMonthly, webhook, email, emailOnSuccess, enabled
     }
 
@@ -54,6 +57,7 @@ extension Config {
       format = try c.decodeIfPresent(DumpFormat.self, forKey: .format)
       verify = try c.decodeIfPresent(Bool.self, forKey: .verify) ?? false
       encrypt = try c.decodeIfPresent(Bool.self, forKey: .encrypt) ?? false
+      cloud = try c.decodeIfPresent(Bool.self, forKey: .cloud) ?? false
       retentionDays = try c.decodeIfPresent(Int.self, forKey: .retentionDays)
       keepLast = try c.decodeIfPresent(Int.self, forKey: .keepLast)
       keepDaily = try c.decodeIfPresent(Int.self, forKey: .keepDaily)
@@ -74,6 +78,7 @@ extension Config {
       try c.encodeIfPresent(format, forKey: .format)
       try c.encode(verify, forKey: .verify)
       try c.encode(encrypt, forKey: .encrypt)
+      if cloud { try c.encode(cloud, forKey: .cloud) }
       try c.encodeIfPresent(retentionDays, forKey: .retentionDays)
       try c.encodeIfPresent(keepLast, forKey: .keepLast)
       try c.encodeIfPresent(keepDaily, forKey: .keepDaily)

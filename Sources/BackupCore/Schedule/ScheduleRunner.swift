@@ -43,6 +43,19 @@ public final class ScheduleRunner: @unchecked Sendable {
     case alreadyRun(ScheduleRunRecord)
   }
 
+  /// The service a schedule's runs and retention use: with `cloud`, connected to the configured
+  /// cloud store (keeping the local copy per `keepLocalCopy`).
+  static func service(for s: Config.Schedule, config: Config, backupDirectory: String, logger: Logger) throws
+    -> BackupService
+  {
+    let service = BackupService(backupDirectory: backupDirectory, logger: logger)
+    if s.cloud {
+      service.cloud = try CloudConfig.makeStore(config, logger: logger)
+      service.keepLocalCopy = config.keepLocalCopy
+    }
+    return service
+  }
+
   /// The `create` options of a schedule: the same precedence as `backup create` (the schedule's
   /// setting > the config's > the default), encryption to the config's recipients.
   public static func createOptions(name: String, _ s: Config.Schedule, config: Config) throws
@@ -89,7 +102,8 @@ public final class ScheduleRunner: @unchecked Sendable {
       schedule: name, status: .failed, backupId: nil, sizeBytes: nil, durationSeconds: 0, error: nil,
       removed: [])
     do {
-      let service = BackupService(backupDirectory: backupDirectory, logger: logger)
+      let service = try Self.service(
+        for: schedule, config: config, backupDirectory: backupDirectory, logger: logger)
       let summary = try service.create(try Self.createOptions(name: name, schedule, config: config))
       outcome.status = .success
       outcome.backupId = summary.id
@@ -170,12 +184,21 @@ public struct Pruner {
     } else {
       names = config.schedules.keys.sorted()
     }
-    let service = BackupService(backupDirectory: backupDirectory, logger: logger)
-    let entries = try service.catalog.entries().filter { $0.status == .complete }
+    let local = try BackupService(backupDirectory: backupDirectory, logger: logger).catalog.entries()
+      .filter { $0.status == .complete }
     var reports: [Report] = []
     for name in names {
       let s = config.schedules[name]!
       let zone = TimeZone(identifier: s.timezone) ?? TimeZone(identifier: "UTC")!
+      // a cloud schedule's backups are the local ones and those only in the bucket; deleting
+      // one removes both copies
+      let service = try ScheduleRunner.service(
+        for: s, config: config, backupDirectory: backupDirectory, logger: logger)
+      var entries = local
+      if service.cloud != nil {
+        let known = Set(local.map(\.id))
+        entries += try service.cloudEntries().filter { !known.contains($0.id) }
+      }
       let mine = entries.filter { $0.manifest?.name == name }
       let byID = Dictionary(uniqueKeysWithValues: mine.map { ($0.id, $0) })
       let decisions = RetentionPolicy.evaluate(
