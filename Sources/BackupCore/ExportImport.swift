@@ -227,7 +227,7 @@ extension BackupService {
   }
 
   public struct ImportOutcome: Codable, Sendable {
-    /// `ai-shell` (an exported backup with its manifest) or `sqlite3-dump`.
+    /// `ai-shell` (an exported backup with its manifest), `sqlite3-dump` or `pg_dump`.
     public var sourceKind: String
     public var source: String
     public var backup: BackupSummary
@@ -250,7 +250,7 @@ extension BackupService {
       kind = "ai-shell"
     } else {
       id = try importDump(source, options: options)
-      kind = "sqlite3-dump"
+      kind = try manifest(for: id).database.engine == .postgres ? "pg_dump" : "sqlite3-dump"
     }
     var report: VerifyReport?
     if options.verify {
@@ -386,17 +386,18 @@ extension BackupService {
     }
     let (compression, head) = try DumpSniffer.sniff(input, name: source)
     let text = String(decoding: head, as: UTF8.self)
-    if head.starts(with: Array("PGDMP".utf8)) || text.contains("-- PostgreSQL database dump") {
+    if head.starts(with: Array("PGDMP".utf8)) {
       throw BackupError(
-        .usage, "\(source) is a PostgreSQL dump (pg_dump)",
-        hint: "importing PostgreSQL dumps is not available in this version (back up the database itself)")
+        .usage, "\(source) is a pg_dump archive in the custom format",
+        hint: "import a plain-format dump (pg_dump -Fp, optionally gzip/bzip2/zstd-compressed)")
     }
+    let engine: EngineKind = PGPlainDump.looksLikeDump(head) ? .postgres : .sqlite
     if text.contains("-- MySQL dump") || text.contains("-- MariaDB dump") || text.contains("/*!40101 SET") {
       throw BackupError(
         .usage, "\(source) is a MySQL/MariaDB dump (mysqldump / mariadb-dump)",
         hint: "importing MySQL dumps needs the mysql engine, not available in this version")
     }
-    guard SQLitePlainDump.looksLikeDump(head) else {
+    guard engine == .postgres || SQLitePlainDump.looksLikeDump(head) else {
       throw BackupError(
         .usage, "\(source) is not a backup",
         hint:
@@ -406,8 +407,11 @@ extension BackupService {
     var location = ""
     if let database = options.database {
       let locator = try DatabaseLocator(database)
-      guard locator.engineKind == .sqlite else {
-        throw BackupError(.usage, "a sqlite3 dump cannot belong to a \(locator.engineKind.rawValue) database")
+      guard locator.engineKind == engine else {
+        throw BackupError(
+          .usage,
+          "a \(engine == .postgres ? "pg_dump" : "sqlite3") dump cannot belong to a \(locator.engineKind.rawValue) database"
+        )
       }
       location = locator.location
     }
@@ -424,8 +428,18 @@ extension BackupService {
       let encrypting = try recipients.map { try AgeEncryptingOutput(output: hashing, recipients: $0) }
       let writer = try BackupFileWriter(
         output: encrypting ?? hashing, algorithm: algorithm, level: options.level)
-      let result = try SQLitePlainDump.convert(
-        open: { try DecodingFileSource(input: input, compression: compression) }, to: writer)
+      var objects: [SchemaObject]
+      var serverVersion = "unknown (sqlite3 .dump)"
+      if engine == .postgres {
+        let result = try PGPlainDump.convert(
+          try DecodingFileSource(input: input, compression: compression), to: writer)
+        objects = result.objects
+        serverVersion = result.serverVersion + " (pg_dump)"
+      } else {
+        objects = try SQLitePlainDump.convert(
+          open: { try DecodingFileSource(input: input, compression: compression) }, to: writer
+        ).objects
+      }
       let layout = try writer.finish()
       try encrypting?.finish()
       try output.close(sync: true)
@@ -434,11 +448,11 @@ extension BackupService {
         createdAt: started,
         durationSeconds: Date().timeIntervalSince(started),
         database: .init(
-          engine: .sqlite, location: location, serverVersion: "unknown (sqlite3 .dump)", sizeBytes: nil),
+          engine: engine, location: location, serverVersion: serverVersion, sizeBytes: nil),
         format: .sql,
         compression: .init(algorithm: algorithm, level: writer.level, memberSizeBytes: writer.memberSize),
         file: .init(name: fileName, sizeBytes: hashing.bytesWritten, sha256: hashing.finalizeHex()),
-        rawSizeBytes: layout.rawSizeBytes, parts: layout.parts, objects: result.objects,
+        rawSizeBytes: layout.rawSizeBytes, parts: layout.parts, objects: objects,
         encryption: reencrypt.map {
           $0.manifestInfo(payloadSize: layout.sizeBytes)
         })

@@ -780,3 +780,38 @@ final class ResultBox: @unchecked Sendable {
   func set(_ e: Error?) { lock.withLock { value = .some(e) } }
   var error: Error? { lock.withLock { value ?? nil } }
 }
+
+/// `backup import` of a real pg_dump plain-format file (gzip-compressed): a standard backup with
+/// one part per table (row counts), that verify --test and restore accept.
+@Suite(.serialized) struct PostgresImportTests {
+  @Test func importPgDumpPlainFile() throws {
+    guard let url = serverURL() else { return }
+    let server = PGServer(url)
+    let source = try server.freshDatabase("dump")
+    try source.psql(fidelitySQL)
+    let dir = TempDir()
+    let file = dir.file("dump.sql.gz")
+    let r = try shell(
+      "pg_dump -h \(server.host) -p \(server.port) -U \(server.user) -d \(source.name) | gzip > '\(file)'",
+      environment: ["PGPASSWORD": server.password])
+    #expect(r.status == 0, "\(r.stderr)")
+    let service = BackupService(backupDirectory: dir.file("backups"))
+    service.testRestoreServer = url
+    let outcome = try service.importBackup(.init(source: file, database: source.url))
+    let m = try service.manifest(for: outcome.backup.id)
+    #expect(outcome.sourceKind == "pg_dump")
+    #expect(m.database.engine == .postgres)
+    #expect(m.database.serverVersion.hasPrefix("15"))
+    #expect(!m.database.location.contains(server.password))
+    #expect(m.parts.first?.kind == .schema && m.parts.last?.kind == .postData)
+    #expect(m.tableParts.first { $0.table == "public.big" }?.rows == 20000)
+    #expect(m.tableParts.first { $0.table == "Sales Dept.Order Items" }?.rows == 3)
+    #expect(m.tableParts.allSatisfy { $0.contentChecksum == nil })
+    let report = try service.verify(outcome.backup.id, deep: true, test: true)
+    #expect(report.ok, "\(report.checks)")
+    let target = server.unusedDatabase("imp")
+    _ = try service.restore(outcome.backup.id, options: .init(target: target.url))
+    #expect(try shape(target) == shape(source))
+    expectStatsMatch(try target.engine.tableStats(m.tableParts.compactMap(\.table)), try pgDump(source.url))
+  }
+}
