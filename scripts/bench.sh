@@ -5,13 +5,16 @@
 #   scripts/bench.sh mariadb [size-MB]     (default 300 MB; generated on a throwaway MariaDB
 #                                           started by scripts/mariadb-test-server.sh on port
 #                                           ${MARIADB_PORT:-53399}, stopped at the end)
+#   scripts/bench.sh postgres [scale]      (pgbench -i -s scale, default 50 (~750 MB), into a
+#                                           server of its own: BENCH_PG_PORT, default 55452)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-sqlite}
 case "$what" in
   sqlite) MB=${2:-500} ;;
   mariadb) MB=${2:-300} ;;
-  *) echo "usage: scripts/bench.sh sqlite|mariadb [size-MB]" >&2; exit 64 ;;
+  postgres) SCALE=${2:-50} ;;
+  *) echo "usage: scripts/bench.sh sqlite [size-MB] | mariadb [size-MB] | postgres [scale]" >&2; exit 64 ;;
 esac
 scripts/install-deps.sh --test
 command -v /usr/bin/time >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q time >/dev/null
@@ -58,7 +61,6 @@ SQL
   mv "$DB.tmp" "$DB"
 fi
 dbsize=$(stat -c %s "$DB")
-
 echo "database: $DB ($((dbsize / 1048576)) MiB), $(nproc) cores" >&2
 echo "create:" >&2
 measure base_dump "sqlite3 .dump | gzip -6" "sqlite3 '$DB' .dump | gzip -6 > '$OUT/base.sql.gz'"
@@ -154,6 +156,44 @@ SQL
   echo "| restore --jobs 1 (zstd) / (gzip -dc \| mariadb) | $(ratio "${WALL[my_zst_restore]}" "${WALL[my_base_restore]}") | <= 1.0 | $((RSS[my_zst_restore] / 1024)) MiB |"
   echo "| restore --jobs 2 (zstd) / (gzip -dc \| mariadb) | $(ratio "${WALL[my_j2_restore]}" "${WALL[my_base_restore]}") | <= 0.7 | $((RSS[my_j2_restore] / 1024)) MiB |"
   echo "| baseline peak RSS: dump $((RSS[my_base_dump] / 1024)) MiB, restore $((RSS[my_base_restore] / 1024)) MiB | | | |"
+}
+
+bench_postgres() {
+  # a server of its own (scripts/pg-test-server.sh), stopped on exit; the password only in PGPASSWORD
+  export PG_PORT=${BENCH_PG_PORT:-55452} AI_SHELL_TEST_DIR=${BENCH_PG_DIR:-/tmp/ai-shell-bench-pg}
+  scripts/pg-test-server.sh start
+  CLEANUP+=("scripts/pg-test-server.sh stop")
+  export PGPASSWORD=${AI_SHELL_TEST_PG_PASSWORD:-backup-test-pass} PGUSER=backup PGHOST=127.0.0.1 PGPORT=$PG_PORT
+  U="postgresql://backup@127.0.0.1:$PG_PORT"
+  createdb bench
+  echo "pgbench -i -s $SCALE ..." >&2
+  pgbench -i -q -s "$SCALE" bench 2>/dev/null
+  size=$(psql -Atc "SELECT pg_database_size('bench')" bench)
+  echo "database: pgbench scale $SCALE ($((size / 1048576)) MiB), $(nproc) cores" >&2
+  echo "create:" >&2
+  measure base_dump "pg_dump | gzip -6" "pg_dump -d bench | gzip -6 > '$OUT/base.sql.gz'"
+  measure fd_dump "pg_dump -Fd -j 2" "pg_dump -d bench -Fd -j 2 -f '$OUT/base.dir'"
+  measure gz_create "ai-shell create -c gzip --jobs 1" "'$BIN' backup create -d '$U/bench' -c gzip --jobs 1 > '$OUT/id-gzip'"
+  measure zst_create "ai-shell create (zstd) --jobs 1" "'$BIN' backup create -d '$U/bench' --jobs 1 > '$OUT/id-zstd'"
+  measure zst2_create "ai-shell create (zstd) --jobs 2" "'$BIN' backup create -d '$U/bench' --jobs 2 > '$OUT/id-zstd2'"
+  echo "restore:" >&2
+  measure base_restore "gzip -dc | psql" "createdb r0 && gzip -dc '$OUT/base.sql.gz' | psql -q -v ON_ERROR_STOP=1 -d r0"
+  measure fd_restore "pg_restore -j 2 (from -Fd)" "createdb r1 && pg_restore -j 2 -d r1 '$OUT/base.dir'"
+  measure gz_restore "ai-shell restore (gzip) --jobs 1" "'$BIN' backup restore \$(cat '$OUT/id-gzip') -d '$U/r2' --jobs 1"
+  measure zst_restore "ai-shell restore (zstd) --jobs 1" "'$BIN' backup restore \$(cat '$OUT/id-zstd') -d '$U/r3' --jobs 1"
+  measure zst2_restore "ai-shell restore (zstd) --jobs 2" "'$BIN' backup restore \$(cat '$OUT/id-zstd') -d '$U/r4' --jobs 2"
+  echo
+  echo "| measure (PostgreSQL 15, pgbench -s $SCALE, $((size / 1048576)) MiB, $(nproc) cores) | ratio | target | peak RSS |"
+  echo "|---|---|---|---|"
+  echo "| create -c gzip --jobs 1 / (pg_dump \| gzip -6) | $(ratio "${WALL[gz_create]}" "${WALL[base_dump]}") | <= 1.0 | $((RSS[gz_create] / 1024)) MiB |"
+  echo "| create (zstd) --jobs 1 / (pg_dump \| gzip -6) | $(ratio "${WALL[zst_create]}" "${WALL[base_dump]}") | <= 0.6 | $((RSS[zst_create] / 1024)) MiB |"
+  echo "| create (zstd) --jobs 2 / (pg_dump \| gzip -6) | $(ratio "${WALL[zst2_create]}" "${WALL[base_dump]}") | <= 0.6 | $((RSS[zst2_create] / 1024)) MiB |"
+  echo "| create (zstd) --jobs 2 / pg_dump -Fd -j 2 | $(ratio "${WALL[zst2_create]}" "${WALL[fd_dump]}") | | |"
+  echo "| restore (gzip) --jobs 1 / (gzip -dc \| psql) | $(ratio "${WALL[gz_restore]}" "${WALL[base_restore]}") | <= 1.0 | $((RSS[gz_restore] / 1024)) MiB |"
+  echo "| restore (zstd) --jobs 1 / (gzip -dc \| psql) | $(ratio "${WALL[zst_restore]}" "${WALL[base_restore]}") | <= 1.0 | $((RSS[zst_restore] / 1024)) MiB |"
+  echo "| restore (zstd) --jobs 2 / (gzip -dc \| psql) | $(ratio "${WALL[zst2_restore]}" "${WALL[base_restore]}") | <= 0.7 | $((RSS[zst2_restore] / 1024)) MiB |"
+  echo "| restore (zstd) --jobs 2 / pg_restore -j 2 | $(ratio "${WALL[zst2_restore]}" "${WALL[fd_restore]}") | | |"
+  echo "| baseline peak RSS: pg_dump \| gzip $((RSS[base_dump] / 1024)) MiB, gzip -dc \| psql $((RSS[base_restore] / 1024)) MiB | | | |"
 }
 
 "bench_$what"

@@ -78,7 +78,7 @@ extension Backup {
       } else {
         let rows = outcome.backup.tables.reduce(0) { $0 + $1.rows }
         printStderr(
-          "imported \(outcome.sourceKind == "ai-shell" ? "backup" : "sqlite3 dump") \(outcome.source): \(outcome.backup.tables.count) tables, \(rows) rows\(outcome.verification != nil ? ", verified" : "")"
+          "imported \(outcome.sourceKind == "ai-shell" ? "backup" : outcome.sourceKind == "pg_dump" ? "pg_dump file" : "sqlite3 dump") \(outcome.source): \(outcome.backup.tables.count) tables, \(rows) rows\(outcome.verification != nil ? ", verified" : "")"
         )
         print(outcome.backup.id)
       }

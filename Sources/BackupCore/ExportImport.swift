@@ -227,7 +227,7 @@ extension BackupService {
   }
 
   public struct ImportOutcome: Codable, Sendable {
-    /// `ai-shell` (an exported backup with its manifest), `sqlite3-dump` or `mariadb-dump`.
+    /// `ai-shell` (an exported backup with its manifest), `sqlite3-dump`, `pg_dump` or `mariadb-dump`.
     public var sourceKind: String
     public var source: String
     public var backup: BackupSummary
@@ -250,7 +250,11 @@ extension BackupService {
       kind = "ai-shell"
     } else {
       id = try importDump(source, options: options)
-      kind = (try? manifest(for: id))?.database.engine == .mysql ? "mariadb-dump" : "sqlite3-dump"
+      switch (try? manifest(for: id))?.database.engine {
+      case .mysql: kind = "mariadb-dump"
+      case .postgres: kind = "pg_dump"
+      default: kind = "sqlite3-dump"
+      }
     }
     var report: VerifyReport?
     if options.verify {
@@ -386,10 +390,10 @@ extension BackupService {
     }
     let (compression, head) = try DumpSniffer.sniff(input, name: source)
     let text = String(decoding: head, as: UTF8.self)
-    if head.starts(with: Array("PGDMP".utf8)) || text.contains("-- PostgreSQL database dump") {
+    if head.starts(with: Array("PGDMP".utf8)) {
       throw BackupError(
-        .usage, "\(source) is a PostgreSQL dump (pg_dump)",
-        hint: "importing PostgreSQL dumps is not available in this version (back up the database itself)")
+        .usage, "\(source) is a pg_dump archive in the custom format",
+        hint: "import a plain-format dump (pg_dump -Fp, optionally gzip/bzip2/zstd-compressed)")
     }
     if text.contains("-- MySQL dump") || text.contains("-- MariaDB dump")
       || MariaDBPlainDump.looksLikeDump(head)
@@ -397,7 +401,8 @@ extension BackupService {
       return try importMySQLDump(
         source, input: input, compression: compression, reencrypt: reencrypt, options: options)
     }
-    guard SQLitePlainDump.looksLikeDump(head) else {
+    let engine: EngineKind = PGPlainDump.looksLikeDump(head) ? .postgres : .sqlite
+    guard engine == .postgres || SQLitePlainDump.looksLikeDump(head) else {
       throw BackupError(
         .usage, "\(source) is not a backup",
         hint:
@@ -407,16 +412,23 @@ extension BackupService {
     var location = ""
     if let database = options.database {
       let locator = try DatabaseLocator(database)
-      guard locator.engineKind == .sqlite else {
-        throw BackupError(.usage, "a sqlite3 dump cannot belong to a \(locator.engineKind.rawValue) database")
+      guard locator.engineKind == engine else {
+        throw BackupError(
+          .usage,
+          "a \(engine == .postgres ? "pg_dump" : "sqlite3") dump cannot belong to a \(locator.engineKind.rawValue) database"
+        )
       }
       location = locator.location
     }
     return try storeConvertedDump(
-      source, input: input, compression: compression, reencrypt: reencrypt, options: options, engine: .sqlite,
+      source, input: input, compression: compression, reencrypt: reencrypt, options: options, engine: engine,
       location: location
     ) { open, sink in
-      (try SQLitePlainDump.convert(open: open, to: sink).objects, "unknown (sqlite3 .dump)")
+      if engine == .postgres {
+        let result = try PGPlainDump.convert(try open(), to: sink)
+        return (result.objects, result.serverVersion + " (pg_dump)")
+      }
+      return (try SQLitePlainDump.convert(open: open, to: sink).objects, "unknown (sqlite3 .dump)")
     }
   }
 }

@@ -107,9 +107,9 @@ import Testing
     try "--\n-- PostgreSQL database dump\n--\n\nSET statement_timeout = 0;\n".write(
       toFile: pg, atomically: true, encoding: .utf8)
     let pgResult = try cli.run(["backup", "import", pg])
-    #expect(pgResult.status == 64)
-    #expect(
-      pgResult.stderr.contains("PostgreSQL") && pgResult.stderr.contains("not available in this version"))
+    // a pg_dump script cut short is refused (a complete one is imported: PostgresImportTests)
+    #expect(pgResult.status == 4)
+    #expect(pgResult.stderr.contains("pg_dump script is incomplete"))
     let my = cli.work.file("my.sql.gz")
     #expect(
       try shell("printf -- '-- MariaDB dump 10.19  Distrib 10.11.6-MariaDB\\n' | gzip > '\(my)'").status == 0)

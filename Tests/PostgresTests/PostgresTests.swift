@@ -629,3 +629,189 @@ final class StopFlag: @unchecked Sendable {
   func set() { lock.withLock { stopped = true } }
   func count(_ i: Int) { lock.withLock { n = i } }
 }
+
+/// Faults that need their own role or their own server.
+@Suite(.serialized) struct PostgresFaultTests {
+  /// A user without SELECT on one table: create stops before writing anything, naming the table
+  /// and the privilege, and nothing is listed as complete.
+  @Test func noPrivilegeOnOneTable() throws {
+    guard let url = serverURL() else { return }
+    let server = PGServer(url)
+    let source = try server.freshDatabase("priv")
+    let role = "r_\(UUID().uuidString.prefix(6).lowercased())"
+    try source.psql(
+      """
+      CREATE ROLE \(role) LOGIN PASSWORD 'limited-pw';
+      CREATE TABLE open_t (x int); INSERT INTO open_t VALUES (1);
+      CREATE TABLE "Secret T" (x int); INSERT INTO "Secret T" VALUES (2);
+      GRANT SELECT ON open_t TO \(role);
+      """)
+    defer {
+      _ = try? server.psql(
+        "postgres", "DROP DATABASE IF EXISTS \(source.name) WITH (FORCE); DROP ROLE IF EXISTS \(role)")
+    }
+    let limited = "postgresql://\(role):limited-pw@\(server.host):\(server.port)/\(source.name)"
+    let dir = TempDir()
+    let service = BackupService(backupDirectory: dir.path)
+    do {
+      _ = try service.create(
+        .init(
+          database: limited, name: nil, compression: .zstd, level: nil, format: .sql, tables: nil,
+          verify: false,
+          lockTimeoutSeconds: 5))
+      Issue.record("a table without SELECT privilege must stop the backup")
+    } catch let e as BackupError {
+      #expect(e.status == .database)
+      #expect(e.message.contains("SELECT privilege"))
+      #expect(e.message.contains("public.Secret T"))
+      #expect(!e.message.contains("limited-pw"))
+      #expect(!e.description.contains("\n"))
+    }
+    #expect(try service.list().allSatisfy { $0.status != .complete })
+    #expect(
+      try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".manifest.json") }
+        .isEmpty)
+    // with the table left out, the same user can back up
+    let ok = try service.create(
+      .init(
+        database: limited, name: nil, compression: .zstd, level: nil, format: .sql, tables: ["public.open_t"],
+        verify: false, lockTimeoutSeconds: 5))
+    #expect(ok.status == .complete)
+  }
+
+  /// The server stops in the middle of a backup (pg_ctl stop -m fast on a server of its own):
+  /// a clear error, and no backup listed as complete.
+  @Test func serverStoppedMidBackup() throws {
+    guard let url = serverURL() else { return }
+    let main = PGServer(url)
+    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().appendingPathComponent("scripts/pg-test-server.sh").path
+    let base = TempDir("ai-shell-pg-stop")
+    // a port of its own: the first free one after the main server's (the script refuses used ones)
+    var env: [String: String] = [:]
+    var started: (status: Int32, stdout: String, stderr: String) = (1, "", "")
+    var port = ""
+    for offset in stride(from: 17, to: 400, by: 23) {
+      port = String((Int(main.port) ?? 55432) + offset)
+      env = ["PG_PORT": port, "AI_SHELL_TEST_DIR": base.path, "AI_SHELL_TEST_PG_PASSWORD": main.password]
+      // output to a file: the server started in the background must not hold our pipes open
+      let log = base.file("start.log")
+      started = try spawnAndWait("'\(script)' start >'\(log)' 2>&1", environment: env)
+      started.stderr = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+      if !started.stderr.contains("already in use") { break }
+    }
+    #expect(started.status == 0, "\(started.stderr)")
+    guard started.status == 0 else { return }
+    defer { _ = try? spawnAndWait("'\(script)' stop >/dev/null 2>&1", environment: env) }
+    let server = PGServer("postgresql://\(main.user):\(main.password)@127.0.0.1:\(port)/postgres")
+    try server.psql(
+      "postgres",
+      "CREATE TABLE big (id int, pad text); INSERT INTO big SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 400000) g"
+    )
+    let dir = TempDir()
+    let service = BackupService(backupDirectory: dir.path)
+    let outcome = ResultBox()
+    let done = DispatchSemaphore(value: 0)
+    let serverURL = server.url
+    let path = dir.path
+    Thread.detachNewThread {
+      defer { done.signal() }
+      do {
+        _ = try BackupService(backupDirectory: path).create(
+          .init(
+            database: serverURL, name: nil, compression: .zstd, level: nil, format: .sql, tables: nil,
+            verify: false, lockTimeoutSeconds: 5))
+        outcome.set(nil)
+      } catch {
+        outcome.set(error)
+      }
+    }
+    // stop the server once the backup file has data in it
+    let deadline = Date().addingTimeInterval(60)
+    while Date() < deadline {
+      let files = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+      let size = files.filter { $0.hasPrefix("backup-") }.compactMap {
+        (try? FileManager.default.attributesOfItem(atPath: dir.file($0))[.size] as? NSNumber)?.intValue
+      }.reduce(0, +)
+      if size > 64 * 1024 { break }
+      Thread.sleep(forTimeInterval: 0.02)
+    }
+    let stopped = try spawnAndWait("'\(script)' stop >/dev/null 2>&1", environment: env)
+    #expect(stopped.status == 0)
+    guard done.wait(timeout: .now() + 120) == .success else {
+      Issue.record("the backup did not end after the server stopped")
+      return
+    }
+    let error = try #require(outcome.error as? BackupError, "the backup must fail when the server stops")
+    #expect(error.status == .database)
+    #expect(error.message.contains("127.0.0.1:\(port)/postgres"))
+    #expect(!error.description.contains(main.password))
+    #expect(!error.description.contains("\n"))
+    #expect(try service.list().allSatisfy { $0.status != .complete })
+    #expect(
+      try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".manifest.json") }
+        .isEmpty)
+  }
+}
+
+/// Runs a bash command line with posix_spawn and waitpid. Foundation's Process sometimes misses
+/// the exit of a script that starts a daemon (waitUntilExit hangs on the zombie), so the
+/// server scripts go through this.
+func spawnAndWait(_ script: String, environment: [String: String]) throws -> (
+  status: Int32, stdout: String, stderr: String
+) {
+  let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { "\($0)=\($1)" }
+  let args = ["/bin/bash", "-c", script]
+  var cArgs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+  var cEnv: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
+  defer { for p in cArgs + cEnv { free(p) } }
+  var pid: pid_t = 0
+  let rc = posix_spawn(&pid, "/bin/bash", nil, nil, &cArgs, &cEnv)
+  guard rc == 0 else { throw BackupError(.failure, "posix_spawn failed: \(rc)") }
+  var status: Int32 = 0
+  while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+  let exited = status & 0x7f == 0
+  return (exited ? (status >> 8) & 0xff : 128 + (status & 0x7f), "", "")
+}
+
+final class ResultBox: @unchecked Sendable {
+  private let lock = NSLock()
+  private var value: Error??
+  func set(_ e: Error?) { lock.withLock { value = .some(e) } }
+  var error: Error? { lock.withLock { value ?? nil } }
+}
+
+/// `backup import` of a real pg_dump plain-format file (gzip-compressed): a standard backup with
+/// one part per table (row counts), that verify --test and restore accept.
+@Suite(.serialized) struct PostgresImportTests {
+  @Test func importPgDumpPlainFile() throws {
+    guard let url = serverURL() else { return }
+    let server = PGServer(url)
+    let source = try server.freshDatabase("dump")
+    try source.psql(fidelitySQL)
+    let dir = TempDir()
+    let file = dir.file("dump.sql.gz")
+    let r = try shell(
+      "pg_dump -h \(server.host) -p \(server.port) -U \(server.user) -d \(source.name) | gzip > '\(file)'",
+      environment: ["PGPASSWORD": server.password])
+    #expect(r.status == 0, "\(r.stderr)")
+    let service = BackupService(backupDirectory: dir.file("backups"))
+    service.testRestoreServer = url
+    let outcome = try service.importBackup(.init(source: file, database: source.url))
+    let m = try service.manifest(for: outcome.backup.id)
+    #expect(outcome.sourceKind == "pg_dump")
+    #expect(m.database.engine == .postgres)
+    #expect(m.database.serverVersion.hasPrefix("15"))
+    #expect(!m.database.location.contains(server.password))
+    #expect(m.parts.first?.kind == .schema && m.parts.last?.kind == .postData)
+    #expect(m.tableParts.first { $0.table == "public.big" }?.rows == 20000)
+    #expect(m.tableParts.first { $0.table == "Sales Dept.Order Items" }?.rows == 3)
+    #expect(m.tableParts.allSatisfy { $0.contentChecksum == nil })
+    let report = try service.verify(outcome.backup.id, deep: true, test: true)
+    #expect(report.ok, "\(report.checks)")
+    let target = server.unusedDatabase("imp")
+    _ = try service.restore(outcome.backup.id, options: .init(target: target.url))
+    #expect(try shape(target) == shape(source))
+    expectStatsMatch(try target.engine.tableStats(m.tableParts.compactMap(\.table)), try pgDump(source.url))
+  }
+}
