@@ -277,61 +277,9 @@ struct JSONRowBinder {
         i += 1
         continue
       }
-      guard i + 1 < n else { break }
-      let e = p[i + 1]
-      i += 2
-      switch e {
-      case 0x22, 0x5C, 0x2F: scratch.append(e)
-      case UInt8(ascii: "n"): scratch.append(0x0A)
-      case UInt8(ascii: "r"): scratch.append(0x0D)
-      case UInt8(ascii: "t"): scratch.append(0x09)
-      case UInt8(ascii: "b"): scratch.append(0x08)
-      case UInt8(ascii: "f"): scratch.append(0x0C)
-      case UInt8(ascii: "u"):
-        var v = try hex4(p, &i)
-        if v >= 0xD800 && v <= 0xDBFF {
-          guard i + 1 < n, p[i] == 0x5C, p[i + 1] == UInt8(ascii: "u") else { throw bad("lone surrogate") }
-          i += 2
-          let lo = try hex4(p, &i)
-          guard lo >= 0xDC00 && lo <= 0xDFFF else { throw bad("bad surrogate pair") }
-          v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00)
-        } else if v >= 0xDC00 && v <= 0xDFFF {
-          throw bad("lone surrogate")
-        }
-        appendUTF8(v)
-      default: throw bad("bad escape")
-      }
+      if let problem = Bytes.decodeJSONEscape(p, &i, to: &scratch) { throw bad(problem) }
     }
     throw bad("unterminated string")
-  }
-
-  private func hex4(_ p: UnsafeBufferPointer<UInt8>, _ i: inout Int) throws -> UInt32 {
-    guard i + 4 <= p.count else { throw bad("short \\u escape") }
-    var v: UInt32 = 0
-    for k in 0..<4 {
-      guard let d = Bytes.nibble(p[i + k]) else { throw bad("bad \\u escape") }
-      v = v << 4 | UInt32(d)
-    }
-    i += 4
-    return v
-  }
-
-  private mutating func appendUTF8(_ v: UInt32) {
-    if v < 0x80 {
-      scratch.append(UInt8(v))
-    } else if v < 0x800 {
-      scratch.append(UInt8(0xC0 | v >> 6))
-      scratch.append(UInt8(0x80 | v & 0x3F))
-    } else if v < 0x10000 {
-      scratch.append(UInt8(0xE0 | v >> 12))
-      scratch.append(UInt8(0x80 | v >> 6 & 0x3F))
-      scratch.append(UInt8(0x80 | v & 0x3F))
-    } else {
-      scratch.append(UInt8(0xF0 | v >> 18))
-      scratch.append(UInt8(0x80 | v >> 12 & 0x3F))
-      scratch.append(UInt8(0x80 | v >> 6 & 0x3F))
-      scratch.append(UInt8(0x80 | v & 0x3F))
-    }
   }
 
   private func bytes(_ s: Str, _ p: UnsafeBufferPointer<UInt8>) -> ArraySlice<UInt8> {
