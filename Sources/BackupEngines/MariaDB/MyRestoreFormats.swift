@@ -47,6 +47,7 @@ final class MyInsertBatcher {
     do {
       rows += try statement.withUnsafeBytes { try session.db.execRaw($0) }
       session.report.statementsExecuted += 1
+      try session.loaded(bytes: statement.count)
     } catch let e as MyStatementError {
       try session.failed(e, object: SchemaObject(type: "data", name: table, table: table))
     }
