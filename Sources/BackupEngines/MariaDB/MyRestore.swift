@@ -359,7 +359,7 @@ final class MyRestoreSession {
     }
   }
 
-  /// A table part: one `INSERT … VALUES …;` per line (ai-shell writes no newline inside one).
+  /// A table part: one `INSERT … VALUES …;` (or `REPLACE …;`) per line (no newline inside one).
   func runTablePart(reader: InputReader, table: String?) throws {
     let run = table.map { request.tables?.contains($0) ?? true } ?? true
     var line: [UInt8] = []
@@ -369,7 +369,10 @@ final class MyRestoreSession {
       var end = line.count
       while end > 0 && MyText.isSpace(line[end - 1]) { end -= 1 }
       if end == 0 || line.starts(with: [0x2D, 0x2D]) { continue }
-      guard line[end - 1] == 0x3B, MyText.startsWithWord(line[...], "INSERT INTO ") else {
+      // ours write INSERT INTO; imported dumps may have INSERT IGNORE (--insert-ignore) or REPLACE
+      guard line[end - 1] == 0x3B,
+        MyText.startsWithWord(line[...], "INSERT ") || MyText.startsWithWord(line[...], "REPLACE ")
+      else {
         throw BackupError(
           .corrupt, "unexpected text in the data part of \(table ?? "a table")",
           hint: "the backup is truncated or damaged")
