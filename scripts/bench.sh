@@ -112,7 +112,7 @@ bench_mariadb() {
   local host=${hostport%%:*} port=${hostport##*:}
   local base="mysql://$user@$host:$port"
   local cli="--no-defaults --protocol=TCP -h $host -P $port -u $user"
-  local rows=$((MB * 1000000 / 160))
+  local rows=$((MB * 1000000 / 85))
   echo "building a ~$MB MB MariaDB database (bench) on $host:$port ..." >&2
   mariadb $cli <<SQL
 SET GLOBAL innodb_flush_log_at_trx_commit = 2;

@@ -420,6 +420,36 @@ func myShape(_ db: MyScratch) throws -> String {
     }
   }
 
+  /// Rows are committed every ~16 MiB: a part found corrupt at its end, after such commits,
+  /// still leaves no table behind (sequential and parallel restores).
+  @Test func corruptPartAfterIntermediateCommitsLeavesNothing() throws {
+    guard let url = mariadbURL() else { return }
+    let server = MyServer(url)
+    let source = try server.freshDatabase("src")
+    try source.sql(
+      "CREATE TABLE small (x INT); INSERT INTO small VALUES (1); CREATE TABLE wide (id INT PRIMARY KEY, pad VARCHAR(1000)); INSERT INTO wide SELECT seq, REPEAT(CHAR(65 + seq % 26), 1000) FROM seq_1_to_24000"
+    )
+    let dumped = try myDump(source.url)
+    let index = try #require(dumped.sink.parts.firstIndex { $0.table == "wide" })
+    #expect(dumped.sink.parts[index].bytes.count > 20 << 20)
+    for jobs in [1, 2] {
+      let target = try server.freshDatabase("dst")
+      let opener = dumped.opener
+      opener.failPart = index
+      opener.failAfter = dumped.sink.parts[index].bytes.count - 1000
+      do {
+        _ = try target.engine.restore(dumped.request(jobs: jobs), parts: opener)
+        Issue.record("a corrupt part must fail the restore")
+      } catch let e as BackupError {
+        #expect(e.status == .corrupt)
+      }
+      #expect(
+        try target.sql("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()")
+          == "0",
+        "--jobs \(jobs)")
+    }
+  }
+
   @Test func connectionErrorsAreClearAndSecretFree() throws {
     guard let url = mariadbURL() else { return }
     let server = MyServer(url)
@@ -808,5 +838,34 @@ final class MyStopFlag: @unchecked Sendable {
     let one = server.unusedDatabase("one")
     _ = try service.restore(outcome.backup.id, options: .init(target: one.url, tables: ["child", "parent"]))
     #expect(try one.sql("SELECT COUNT(*) FROM child") == "200")
+  }
+
+  /// Dumps made with --insert-ignore, --replace or --skip-extended-insert import and restore too;
+  /// a dump cut short is refused.
+  @Test func importsOtherInsertStylesAndRefusesTruncatedDumps() throws {
+    guard let url = mariadbURL() else { return }
+    let server = MyServer(url)
+    let source = try server.freshDatabase("sty")
+    try source.sql(
+      "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20)); INSERT INTO t SELECT seq, CONCAT('v', seq) FROM seq_1_to_300"
+    )
+    let dir = TempDir()
+    let service = BackupService(backupDirectory: dir.file("backups"))
+    for flag in ["--insert-ignore", "--replace", "--skip-extended-insert"] {
+      let file = dir.file("dump\(flag).sql")
+      let r = try shell(
+        "mariadb-dump --no-defaults --protocol=TCP -h \(server.host) -P \(server.port) -u \(server.user) \(flag) \(source.name) > '\(file)'",
+        environment: ["MYSQL_PWD": server.password])
+      #expect(r.status == 0, "\(r.stderr)")
+      let outcome = try service.importBackup(.init(source: file))
+      #expect(try service.manifest(for: outcome.backup.id).tableParts.first?.rows == 300, "\(flag)")
+      let target = server.unusedDatabase("sty")
+      _ = try service.restore(outcome.backup.id, options: .init(target: target.url))
+      #expect(try target.sql("SELECT COUNT(*), SUM(id) FROM t") == "300\t45150", "\(flag)")
+    }
+    let whole = try String(contentsOfFile: dir.file("dump--replace.sql"), encoding: .utf8)
+    let cut = dir.file("cut.sql")
+    try String(whole.prefix(whole.count * 2 / 3)).write(toFile: cut, atomically: true, encoding: .utf8)
+    #expect(throws: BackupError.self) { _ = try service.importBackup(.init(source: cut)) }
   }
 }

@@ -48,7 +48,9 @@ public enum MariaDBPlainDump {
     var viewDefinitions: [String: Int] = [:]
     var rows: [String: Int64] = [:]
     var serverVersion: String?
+    var completed = false
     try MyScriptReader(open()).forEach(comment: { line in
+      if line.starts(with: Array("-- Dump completed".utf8)) { completed = true }
       let s = String(decoding: line, as: UTF8.self)
       if serverVersion == nil, let r = s.range(of: "-- Server version") {
         serverVersion = s[r.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines)
@@ -65,6 +67,13 @@ public enum MariaDBPlainDump {
       default:
         statements.append((kind, text, delimiter))
       }
+    }
+    // mariadb-dump and mysqldump end every dump with this line: without it the dump is cut short
+    guard completed else {
+      throw BackupError(
+        .corrupt,
+        "the dump does not end with the \"-- Dump completed\" line mariadb-dump writes: it is truncated",
+        hint: "make the dump again (without --compact, which leaves that line out)")
     }
     // a view created twice: the first is mariadb-dump's placeholder (so views may read views)
     var header = Block()

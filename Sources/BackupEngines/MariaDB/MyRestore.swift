@@ -214,6 +214,8 @@ final class MyRestoreSession {
   /// Objects this restore created, in creation order (dropped again if it fails).
   var created: [MyConflict] = []
   var skipped = 0
+  /// Bytes of row statements executed since the last COMMIT.
+  var uncommitted = 0
 
   static let markerPrefix = Array(Bytes.markerPrefix.utf8)
 
@@ -263,9 +265,13 @@ final class MyRestoreSession {
     if skipped > 0 { report.notes.append("\(skipped) views, routines and events skipped: --tables given") }
   }
 
-  /// Loads one table part in one transaction, committed only after the part was read to its end
-  /// (where its SHA-256 is checked).
+  /// Loads one table part in transactions of about 16 MiB of statements (one huge transaction
+  /// costs InnoDB's undo log and, with row-based binary logging, a spilled binlog cache copied
+  /// at commit). Every table a restore loads is one it created, and any failure drops what it
+  /// created, so no partial table survives a failed restore (a corrupt part is found at its end,
+  /// where its SHA-256 is checked).
   func loadTable(reader: InputReader, table: String?) throws {
+    uncommitted = 0
     try db.exec("SET autocommit = 0")
     switch request.format {
     case .sql: try runTablePart(reader: reader, table: table)
@@ -275,6 +281,15 @@ final class MyRestoreSession {
     try drain(reader)
     try db.exec("COMMIT")
     try db.exec("SET autocommit = 1")
+  }
+
+  /// Counts executed row statements and commits every ~16 MiB (see `loadTable`).
+  func loaded(bytes: Int) throws {
+    uncommitted += bytes
+    if uncommitted >= 16 << 20 {
+      try db.exec("COMMIT")
+      uncommitted = 0
+    }
   }
 
   /// On failure: drop what this restore created, newest first (triggers go with their tables).
@@ -344,7 +359,7 @@ final class MyRestoreSession {
     }
   }
 
-  /// A table part: one `INSERT … VALUES …;` per line (ai-shell writes no newline inside one).
+  /// A table part: one `INSERT … VALUES …;` (or `REPLACE …;`) per line (no newline inside one).
   func runTablePart(reader: InputReader, table: String?) throws {
     let run = table.map { request.tables?.contains($0) ?? true } ?? true
     var line: [UInt8] = []
@@ -354,7 +369,10 @@ final class MyRestoreSession {
       var end = line.count
       while end > 0 && MyText.isSpace(line[end - 1]) { end -= 1 }
       if end == 0 || line.starts(with: [0x2D, 0x2D]) { continue }
-      guard line[end - 1] == 0x3B, MyText.startsWithWord(line[...], "INSERT INTO ") else {
+      // ours write INSERT INTO; imported dumps may have INSERT IGNORE (--insert-ignore) or REPLACE
+      guard line[end - 1] == 0x3B,
+        MyText.startsWithWord(line[...], "INSERT ") || MyText.startsWithWord(line[...], "REPLACE ")
+      else {
         throw BackupError(
           .corrupt, "unexpected text in the data part of \(table ?? "a table")",
           hint: "the backup is truncated or damaged")
@@ -365,6 +383,7 @@ final class MyRestoreSession {
       do {
         rows += try line[..<(end - 1)].withUnsafeBytes { try db.execRaw($0) }
         report.statementsExecuted += 1
+        try loaded(bytes: end)
       } catch let e as MyStatementError {
         try failed(e, object: table.map { SchemaObject(type: "data", name: $0, table: $0) })
       }

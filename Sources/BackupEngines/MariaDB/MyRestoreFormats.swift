@@ -47,6 +47,7 @@ final class MyInsertBatcher {
     do {
       rows += try statement.withUnsafeBytes { try session.db.execRaw($0) }
       session.report.statementsExecuted += 1
+      try session.loaded(bytes: statement.count)
     } catch let e as MyStatementError {
       try session.failed(e, object: SchemaObject(type: "data", name: table, table: table))
     }
@@ -289,44 +290,11 @@ struct MyJSONRowParser {
         i = j
         continue
       }
-      guard i + 1 < n else { throw bad("bad escape") }
-      let e = line[i + 1]
-      i += 2
-      switch e {
-      case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): scratch.append(e)
-      case UInt8(ascii: "n"): scratch.append(0x0A)
-      case UInt8(ascii: "r"): scratch.append(0x0D)
-      case UInt8(ascii: "t"): scratch.append(0x09)
-      case UInt8(ascii: "b"): scratch.append(0x08)
-      case UInt8(ascii: "f"): scratch.append(0x0C)
-      case UInt8(ascii: "u"):
-        var v = try hex4(&i)
-        if v >= 0xD800 && v < 0xDC00 {
-          guard i + 1 < n, line[i] == UInt8(ascii: "\\"), line[i + 1] == UInt8(ascii: "u") else {
-            throw bad("lone surrogate")
-          }
-          i += 2
-          let low = try hex4(&i)
-          guard low >= 0xDC00 && low < 0xE000 else { throw bad("bad surrogate pair") }
-          v = 0x10000 + ((v - 0xD800) << 10) + (low - 0xDC00)
-        }
-        guard let scalar = Unicode.Scalar(v) else { throw bad("bad \\u escape") }
-        scratch += Array(String(Character(scalar)).utf8)
-      default:
-        throw bad("bad escape")
+      let bytes = line
+      if let problem = bytes.withUnsafeBufferPointer({ Bytes.decodeJSONEscape($0, &i, to: &scratch) }) {
+        throw bad(problem)
       }
     }
-  }
-
-  private func hex4(_ i: inout Int) throws -> UInt32 {
-    guard i + 4 <= line.count else { throw bad("bad \\u escape") }
-    var v: UInt32 = 0
-    for k in 0..<4 {
-      guard let d = Bytes.nibble(line[i + k]) else { throw bad("bad \\u escape") }
-      v = v << 4 | UInt32(d)
-    }
-    i += 4
-    return v
   }
 
   func appendLiteral(_ column: Int, to batch: MyInsertBatcher) {

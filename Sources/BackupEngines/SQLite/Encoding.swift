@@ -167,6 +167,48 @@ enum Bytes {
     return s
   }
 
+  /// Decodes the JSON escape at `p[i]` (a backslash) onto `out` as UTF-8 and moves `i` past it;
+  /// returns what is wrong with a bad escape (unknown letter, lone surrogate), nil when fine.
+  static func decodeJSONEscape(_ p: UnsafeBufferPointer<UInt8>, _ i: inout Int, to out: inout [UInt8])
+    -> String?
+  {
+    let n = p.count
+    guard i + 1 < n else { return "bad escape" }
+    let e = p[i + 1]
+    i += 2
+    func hex4() -> UInt32? {
+      guard i + 4 <= n else { return nil }
+      var v: UInt32 = 0
+      for k in 0..<4 {
+        guard let d = nibble(p[i + k]) else { return nil }
+        v = v << 4 | UInt32(d)
+      }
+      i += 4
+      return v
+    }
+    switch e {
+    case 0x22, 0x5C, 0x2F: out.append(e)
+    case UInt8(ascii: "n"): out.append(0x0A)
+    case UInt8(ascii: "r"): out.append(0x0D)
+    case UInt8(ascii: "t"): out.append(0x09)
+    case UInt8(ascii: "b"): out.append(0x08)
+    case UInt8(ascii: "f"): out.append(0x0C)
+    case UInt8(ascii: "u"):
+      guard var v = hex4() else { return "bad \\u escape" }
+      if v >= 0xD800 && v <= 0xDBFF {
+        guard i + 1 < n, p[i] == 0x5C, p[i + 1] == UInt8(ascii: "u") else { return "lone surrogate" }
+        i += 2
+        guard let lo = hex4(), lo >= 0xDC00 && lo <= 0xDFFF else { return "bad surrogate pair" }
+        v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00)
+      } else if v >= 0xDC00 && v <= 0xDFFF {
+        return "lone surrogate"
+      }
+      appendUTF8(v, to: &out)
+    default: return "bad escape"
+    }
+    return nil
+  }
+
   /// Appends a JSON string body (without quotes).
   static func appendJSONEscaped(_ b: UnsafeRawBufferPointer, to out: inout [UInt8]) {
     var start = 0
@@ -202,18 +244,7 @@ enum Bytes {
   static func decodeJSONString(_ p: UnsafeBufferPointer<UInt8>, _ i: inout Int, into out: inout [UInt8])
     -> String?
   {
-    let n = p.count
-    func hex4() -> UInt32? {
-      guard i + 4 <= n else { return nil }
-      var v: UInt32 = 0
-      for k in 0..<4 {
-        guard let d = nibble(p[i + k]) else { return nil }
-        v = v << 4 | UInt32(d)
-      }
-      i += 4
-      return v
-    }
-    while i < n {
+    while i < p.count {
       let c = p[i]
       if c == 0x22 {
         i += 1
@@ -224,29 +255,7 @@ enum Bytes {
         i += 1
         continue
       }
-      guard i + 1 < n else { break }
-      let e = p[i + 1]
-      i += 2
-      switch e {
-      case 0x22, 0x5C, 0x2F: out.append(e)
-      case UInt8(ascii: "n"): out.append(0x0A)
-      case UInt8(ascii: "r"): out.append(0x0D)
-      case UInt8(ascii: "t"): out.append(0x09)
-      case UInt8(ascii: "b"): out.append(0x08)
-      case UInt8(ascii: "f"): out.append(0x0C)
-      case UInt8(ascii: "u"):
-        guard var v = hex4() else { return "bad \\u escape" }
-        if v >= 0xD800 && v <= 0xDBFF {
-          guard i + 1 < n, p[i] == 0x5C, p[i + 1] == UInt8(ascii: "u") else { return "lone surrogate" }
-          i += 2
-          guard let lo = hex4(), lo >= 0xDC00 && lo <= 0xDFFF else { return "bad surrogate pair" }
-          v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00)
-        } else if v >= 0xDC00 && v <= 0xDFFF {
-          return "lone surrogate"
-        }
-        appendUTF8(v, to: &out)
-      default: return "bad escape"
-      }
+      if let problem = decodeJSONEscape(p, &i, to: &out) { return problem }
     }
     return "unterminated string"
   }
