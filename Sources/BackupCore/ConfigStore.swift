@@ -146,7 +146,10 @@ public final class ConfigStore {
 
   static func isSecretKey(_ key: String) -> Bool {
     let k = key.lowercased()
-    if k.hasSuffix("file") || k.hasSuffix("path") || k == "recipients" { return false }
+    // where a secret lives, public keys, and key identifiers (cloudConfig.kmsKeyId) are not secrets
+    if k.hasSuffix("file") || k.hasSuffix("path") || k == "recipients" || k.hasSuffix("keyid") {
+      return false
+    }
     return secretWords.contains { k.contains($0) }
   }
 

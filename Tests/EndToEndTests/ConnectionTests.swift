@@ -107,6 +107,15 @@ import Testing
     #expect(try cli.run(["backup", "config", "--set", "cloudConfig.sasToken=\(secret)"]).status == 0)
     #expect(!(try cli.run(["backup", "config"]).stdout.contains(secret)))
     #expect(try cli.run(["backup", "config", "--get", "cloudConfig.sasToken"]).stdout == "***\n")
+    // a KMS key id names a key, it is not one
+    let kms = "arn:aws:kms:us-east-1:111122223333:key/1234abcd"
+    let fresh = AIShellRunner()
+    let setKMS = try fresh.run([
+      "backup", "config", "--set", "cloudProvider=aws-s3", "cloudConfig.bucket=backups-1",
+      "cloudConfig.serverSideEncryption=aws:kms", "cloudConfig.kmsKeyId=\(kms)",
+    ])
+    #expect(setKMS.status == 0, "\(setKMS.stderr)")
+    #expect(try fresh.run(["backup", "config", "--get", "cloudConfig.kmsKeyId"]).stdout == kms + "\n")
     // AWS credentials are never stored at all
     let refused = try cli.run(["backup", "config", "--set", "cloudConfig.secretAccessKey=\(secret)"])
     #expect(refused.status == 64 && !refused.stderr.contains(secret))
