@@ -40,7 +40,11 @@ extension BackupService {
         .ambiguous, "\"\(reference)\" matches \(matches.count) backups in \(cloud.location)",
         hint: "give more characters of the id")
     }
-    let id = matches[0]
+    return try cloudManifest(id: matches[0], in: cloud)
+  }
+
+  /// The manifest of backup `id` in the cloud store, read by its exact name (no listing).
+  func cloudManifest(id: String, in cloud: BlobStore) throws -> Manifest {
     let m: Manifest
     do {
       m = try Manifest.decode(try cloud.read(Catalog.manifestName(id)))
@@ -57,13 +61,15 @@ extension BackupService {
     return m
   }
 
+  /// A backup as a complete catalog entry (its manifest is there).
+  static func cloudEntry(_ m: Manifest) -> CatalogEntry {
+    CatalogEntry(id: m.id, status: .complete, manifest: m, fileName: m.file.name)
+  }
+
   /// The complete backups in the cloud store, as catalog entries (retention of cloud schedules).
   public func cloudEntries() throws -> [CatalogEntry] {
     guard let cloud else { return [] }
-    return try cloudManifestIDs(cloud).map { id in
-      let m = try cloudManifest(for: id)
-      return CatalogEntry(id: id, status: .complete, manifest: m, fileName: m.file.name)
-    }
+    return try cloudManifestIDs(cloud).map { Self.cloudEntry(try cloudManifest(id: $0, in: cloud)) }
   }
 
   /// `list --cloud`: the local backups and every backup in the cloud store, each marked with
@@ -82,9 +88,8 @@ extension BackupService {
     let known = Set(local.map(\.id))
     for id in ids where !known.contains(id) {
       do {
-        let m = try cloudManifest(for: id)
-        var s = BackupSummary(
-          entry: CatalogEntry(id: id, status: .complete, manifest: m, fileName: m.file.name), directory: "")
+        let m = try cloudManifest(id: id, in: cloud)
+        var s = BackupSummary(entry: Self.cloudEntry(m), directory: "")
         s.file = nil
         s.location = "cloud"
         s.cloudFile = "\(cloud.location)/\(m.file.name)"
@@ -133,8 +138,7 @@ extension BackupService {
 
   /// A backup known only to the cloud store, as `delete` sees it.
   func cloudDeletionCandidate(_ idOrPrefix: String) throws -> CatalogEntry {
-    let m = try cloudManifest(for: idOrPrefix)
-    return CatalogEntry(id: m.id, status: .complete, manifest: m, fileName: m.file.name)
+    Self.cloudEntry(try cloudManifest(for: idOrPrefix))
   }
 
   /// Removes a backup's objects from the cloud store, manifest first (from then on no reader
@@ -196,9 +200,7 @@ extension BackupService {
       output.abort()
       throw error
     }
-    var s = BackupSummary(
-      entry: CatalogEntry(id: m.id, status: .complete, manifest: m, fileName: m.file.name),
-      directory: store.directory)
+    var s = BackupSummary(entry: Self.cloudEntry(m), directory: store.directory)
     s.location = "local+cloud"
     s.cloudFile = "\(cloud.location)/\(m.file.name)"
     return s
