@@ -123,7 +123,7 @@ extension BackupService {
         }
         let layout = try writer.finish()
         for (old, new) in zip(m.parts, layout.parts)
-        where old.sha256 != new.sha256 || old.rawSize != new.rawSize {
+        where old.rawSize != new.rawSize {
           throw BackupError(.corrupt, "\(partLabel(old)) changed while being re-encoded")
         }
         copy.compression = .init(

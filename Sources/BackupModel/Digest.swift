@@ -21,6 +21,11 @@ public struct SHA256Digest: Sendable {
     d.update(bytes)
     return d.finalizeHex()
   }
+
+  /// Whether `s` has the form of `finalizeHex()`'s result: 64 lowercase hex digits.
+  public static func isHex(_ s: String) -> Bool {
+    s.utf8.count == 64 && s.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+  }
 }
 
 @inline(__always) func hex2(_ b: UInt8) -> String {

@@ -152,8 +152,12 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var storedOffset: Int64
     public var storedLength: Int64
     public var rawSize: Int64
-    /// SHA-256 of the part's raw (decoded) bytes.
-    public var sha256: String
+    /// SHA-256 of the part's stored bytes: its byte range of the file (of the decrypted payload
+    /// when the backup is encrypted), as compressed. Written by this version.
+    public var storedSha256: String?
+    /// SHA-256 of the part's decoded bytes: written by earlier versions instead of
+    /// `storedSha256`, and still checked when a manifest has it.
+    public var sha256: String?
     /// Rows, for `.table` parts.
     public var rows: Int64?
     /// The engine-independent content checksum of the table's rows (see `ContentChecksum`).
@@ -161,13 +165,15 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var members: [Member]
     public init(
       kind: PartKind, table: String?, storedOffset: Int64, storedLength: Int64, rawSize: Int64,
-      sha256: String, rows: Int64?, contentChecksum: String?, members: [Member]
+      storedSha256: String?, sha256: String? = nil, rows: Int64?, contentChecksum: String?,
+      members: [Member]
     ) {
       self.kind = kind
       self.table = table
       self.storedOffset = storedOffset
       self.storedLength = storedLength
       self.rawSize = rawSize
+      self.storedSha256 = storedSha256
       self.sha256 = sha256
       self.rows = rows
       self.contentChecksum = contentChecksum
@@ -210,7 +216,9 @@ public struct Manifest: Codable, Sendable, Equatable {
       guard raw == p.rawSize, stored == p.storedOffset + p.storedLength else {
         throw bad("member sizes of part \(i)")
       }
-      guard p.sha256.count == 64 else { throw bad("sha256 of part \(i)") }
+      guard p.storedSha256 != nil || p.sha256 != nil,
+        [p.storedSha256, p.sha256].allSatisfy({ $0 == nil || SHA256Digest.isHex($0!) })
+      else { throw bad("sha256 of part \(i)") }
       if p.kind == .table && p.table == nil { throw bad("table part \(i) has no table name") }
       expected = p.storedOffset + p.storedLength
     }

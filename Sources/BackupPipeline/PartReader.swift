@@ -2,8 +2,9 @@ import BackupModel
 import Foundation
 
 /// The read half of the pipeline: the decoded bytes of one part of a stored backup file. It
-/// reads only the part's byte range, decodes it, and checks the part's size and SHA-256 when
-/// it reaches the end, throwing `.corrupt` on any mismatch.
+/// reads only the part's byte range, decodes it, and checks the part's size and SHA-256 (of the
+/// stored bytes, or of the decoded bytes for manifests written before `storedSha256`) when it
+/// reaches the end, throwing `.corrupt` on any mismatch.
 public final class PartReader: ByteSource {
   private let input: RandomAccessInput
   private let part: Manifest.Part
@@ -15,6 +16,8 @@ public final class PartReader: ByteSource {
   private var pending: [UInt8] = []
   private var pendingStart = 0
   private var digest = SHA256Digest()
+  /// The manifest's SHA-256 covers the stored bytes (else, in older manifests, the decoded ones).
+  private let hashesStored: Bool
   private var rawSeen: Int64 = 0
   private var finished = false
   /// Called with the number of stored bytes read after each chunk.
@@ -28,6 +31,7 @@ public final class PartReader: ByteSource {
     self.part = part
     self.label = label
     decompressor = algorithm == .none ? nil : try Codecs.decompressor(algorithm)
+    hashesStored = part.storedSha256 != nil
     nextOffset = part.storedOffset
     endOffset = part.storedOffset + part.storedLength
     chunk = [UInt8](repeating: 0, count: chunkSize)
@@ -66,6 +70,7 @@ public final class PartReader: ByteSource {
     onStoredBytes?(got)
     try chunk.withUnsafeBytes { buf in
       let slice = UnsafeRawBufferPointer(rebasing: buf[0..<got])
+      if hashesStored { digest.update(slice) }
       if let decompressor {
         do {
           try decompressor.decompress(slice) { try accept($0) }
@@ -83,7 +88,7 @@ public final class PartReader: ByteSource {
     if rawSeen > part.rawSize {
       throw BackupError(.corrupt, "\(label): decodes to more bytes than the manifest records")
     }
-    digest.update(bytes)
+    if !hashesStored { digest.update(bytes) }
     pending.append(contentsOf: bytes)
   }
 
@@ -93,7 +98,7 @@ public final class PartReader: ByteSource {
         .corrupt, "\(label): decodes to \(rawSeen) bytes, the manifest records \(part.rawSize)",
         hint: "the backup file is damaged")
     }
-    guard digest.finalizeHex() == part.sha256 else {
+    guard digest.finalizeHex() == (part.storedSha256 ?? part.sha256) else {
       throw BackupError(.corrupt, "\(label): SHA-256 mismatch", hint: "the backup file is damaged")
     }
   }

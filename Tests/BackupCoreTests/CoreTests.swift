@@ -118,7 +118,7 @@ import Testing
   @Test func validateRejectsBrokenLayouts() throws {
     let part = Manifest.Part(
       kind: .table, table: "t", storedOffset: 0, storedLength: 10, rawSize: 20,
-      sha256: String(repeating: "a", count: 64), rows: 1, contentChecksum: nil,
+      storedSha256: String(repeating: "a", count: 64), rows: 1, contentChecksum: nil,
       members: [.init(rawOffset: 0, rawLength: 20, storedOffset: 0, storedLength: 10)])
     var m = Manifest(
       id: "backup-20260101T000000Z-abcd", name: nil, createdAt: Date(timeIntervalSince1970: 1_800_000_000),
@@ -137,6 +137,13 @@ import Testing
     var escape = m
     escape.file.name = "../f"
     #expect(throws: BackupError.self) { try escape.validate() }
+    var unhashed = m
+    unhashed.parts[0].storedSha256 = nil
+    #expect(throws: BackupError.self) { try unhashed.validate() }
+    unhashed.parts[0].sha256 = String(repeating: "c", count: 64)  // an older manifest's decoded hash
+    try unhashed.validate()
+    unhashed.parts[0].sha256 = "not-hex"
+    #expect(throws: BackupError.self) { try unhashed.validate() }
     m.formatVersion = 99
     #expect { try m.validate() } throws: { ($0 as? BackupError)?.message.contains("newer") == true }
   }

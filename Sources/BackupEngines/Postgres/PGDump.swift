@@ -24,6 +24,14 @@ struct RowSetChecksum {
     rows += 1
   }
 
+  /// Adds the rows of `other` (a checksum of other rows of the same table).
+  mutating func merge(_ other: RowSetChecksum) {
+    let (low, carry) = sum.low.addingReportingOverflow(other.sum.low)
+    sum.low = low
+    sum.high = sum.high &+ other.sum.high &+ (carry ? 1 : 0)
+    rows += other.rows
+  }
+
   func finalizeHex() -> String {
     var h = SHA256()
     h.update(data: Array(domain.utf8))
@@ -135,10 +143,16 @@ extension PostgresEngine {
     try sink.endPart(rows: nil, contentChecksum: nil)
 
     // one part per table, from this connection or from parallel workers on the same snapshot
-    if options.jobs > 1 && plan.dataTables.count > 1 {
+    // (big tables split into page ranges, so one big table is read in parallel too)
+    let units =
+      options.jobs > 1
+      ? PGDumpUnit.plan(
+        tables: plan.dataTables.count, pages: try splittablePages(db, plan.dataTables, layout))
+      : []
+    if units.count > 1 {
       try dumpTablesInParallel(
-        plan.dataTables, layout: layout, snapshot: snapshot, jobs: options.jobs, lockMillis: lockMillis,
-        to: sink)
+        plan.dataTables, units: units, layout: layout, snapshot: snapshot, jobs: options.jobs,
+        lockMillis: lockMillis, to: sink)
     } else {
       for t in plan.dataTables {
         try sink.beginPart(kind: .table, table: t.name)
@@ -208,38 +222,77 @@ extension PostgresEngine {
       hint: "GRANT SELECT ON the table to \(user) (or pg_read_all_data), or leave it out with --tables")
   }
 
+  /// The heap size in pages of each table a parallel dump may split into page ranges (nil for a
+  /// table it reads whole): only on PostgreSQL 14 and newer (TID range scans; older servers
+  /// would scan the whole table for every range), only in the sql and json formats (a csv
+  /// part's tar header needs the table's size before its rows), and only tables with columns.
+  func splittablePages(_ db: PGConnection, _ tables: [PGTable], _ layout: PGPartLayout) throws -> [Int64?] {
+    guard db.serverVersionNumber >= 140000, layout.format != .csv, !tables.isEmpty else {
+      return tables.map { _ in nil }
+    }
+    let oids = "{" + tables.map(\.oid).joined(separator: ",") + "}"
+    var pages: [String: Int64] = [:]
+    for row in try db.query(
+      """
+      SELECT c.oid::text, pg_catalog.pg_relation_size(c.oid, 'main')
+               / pg_catalog.current_setting('block_size')::bigint
+      FROM pg_catalog.pg_class c
+      WHERE c.oid = ANY($1::oid[])
+        AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
+                    AND NOT a.attisdropped AND a.attgenerated = '')
+      """, [oids])
+    {
+      if let oid = row[0], let n = row[1].flatMap({ Int64($0) }) { pages[oid] = n }
+    }
+    return tables.map { pages[$0.oid] }
+  }
+
   /// Writes one table part's content (in the backup's format) from `db`'s snapshot; returns its
-  /// row count and content checksum.
-  func dumpTable(_ db: PGConnection, _ t: PGTable, layout: PGPartLayout, out: OutputBuffer) throws
-    -> RowSetChecksum
-  {
+  /// row count and content checksum. With a `unit` that covers a range of the table's pages, it
+  /// writes that range's rows, and the part's opening (first range) or closing (last range).
+  func dumpTable(
+    _ db: PGConnection, _ t: PGTable, layout: PGPartLayout, out: OutputBuffer, unit: PGDumpUnit? = nil
+  ) throws -> RowSetChecksum {
     let cols = try db.copyColumns(oid: t.oid)
     let colList = cols.isEmpty ? "" : " (\(cols))"
-    let copy = "COPY \(t.sql)\(colList) TO STDOUT"
+    let copy: String
+    if let pages = unit?.pages {
+      var range = "ctid >= '(\(pages.first),0)'::tid"
+      if let end = pages.end { range += " AND ctid < '(\(end),0)'::tid" }
+      copy = "COPY (SELECT \(cols) FROM ONLY \(t.sql) WHERE \(range)) TO STDOUT"
+    } else {
+      copy = "COPY \(t.sql)\(colList) TO STDOUT"
+    }
+    let opens = unit?.isFirst ?? true
+    let closes = unit?.isLast ?? true
     var checksum = RowSetChecksum()
     switch layout.format {
     case .sql:
-      let marker = SchemaObject(type: "data", name: t.name, table: t.name)
-      out.append(Bytes.markerPrefix + Bytes.markerJSON(marker) + "\n")
-      out.append("COPY \(t.sql)\(colList) FROM stdin;\n")
+      if opens {
+        let marker = SchemaObject(type: "data", name: t.name, table: t.name)
+        out.append(Bytes.markerPrefix + Bytes.markerJSON(marker) + "\n")
+        out.append("COPY \(t.sql)\(colList) FROM stdin;\n")
+      }
       try db.copyOut(copy) { line in
         checksum.add(line)
         out.append(line)
         try out.flushIfNeeded()
       }
-      out.append("\\.\n\n")
+      if closes { out.append("\\.\n\n") }
     case .json:
       let columns = try db.columns(oid: t.oid)
       let keys = PGRowFormat.jsonKeys(columns)
       var scratch: [UInt8] = []
-      out.append(contentsOf: PGRowFormat.jsonHeader(table: t.name, columns: columns))
+      if opens { out.append(contentsOf: PGRowFormat.jsonHeader(table: t.name, columns: columns)) }
       try db.copyOut(copy) { line in
         checksum.add(line)
         PGRowFormat.appendJSON(line, columns: columns, keys: keys, to: &out.bytes, scratch: &scratch)
         try out.flushIfNeeded()
       }
     case .csv:
-      // a tar entry needs its size first: pass 1 measures, pass 2 writes (same snapshot)
+      // a tar entry needs its size first: pass 1 measures, pass 2 writes (same snapshot); csv
+      // tables are never split (splittablePages)
+      precondition(unit?.pages == nil, "a csv table part cannot be split")
       let header = PGRowFormat.csvHeader(try db.columns(oid: t.oid))
       var size = Int64(header.count)
       var record: [UInt8] = []
@@ -270,13 +323,15 @@ extension PostgresEngine {
   }
 
   /// The table parts from `jobs` worker connections that all import the backup's snapshot
-  /// (`SET TRANSACTION SNAPSHOT`); parts reach the sink in table order (PGParallelDump).
+  /// (`SET TRANSACTION SNAPSHOT`); units (tables, or page ranges of big tables) reach the sink
+  /// in order (PGParallelDump), each table's units in one part.
   func dumpTablesInParallel(
-    _ tables: [PGTable], layout: PGPartLayout, snapshot: String, jobs: Int, lockMillis: Int, to sink: PartSink
+    _ tables: [PGTable], units: [PGDumpUnit], layout: PGPartLayout, snapshot: String, jobs: Int,
+    lockMillis: Int, to sink: PartSink
   ) throws {
     let info = try ConnInfo(url)
-    let shared = PGParallelDump(count: tables.count, lookahead: jobs)
-    let workers = min(jobs, tables.count)
+    let shared = PGParallelDump(count: units.count, lookahead: jobs + 1)
+    let workers = min(jobs, units.count)
     let engine = self
     var writeError: Error?
     let group = DispatchGroup()
@@ -295,9 +350,10 @@ extension PostgresEngine {
               db = c
             }
             let out = OutputBuffer(sink: PGPipeSink(shared, i))
-            let checksum = try engine.dumpTable(db!, tables[i], layout: layout, out: out)
+            let unit = units[i]
+            let checksum = try engine.dumpTable(db!, tables[unit.table], layout: layout, out: out, unit: unit)
             try out.flush()
-            shared.finish(i, rows: checksum.rows, checksum: checksum.finalizeHex())
+            shared.finish(i, checksum)
           } catch {
             shared.fail(error)
             return
@@ -307,18 +363,23 @@ extension PostgresEngine {
       group.leave()
     }
     do {
-      for (i, t) in tables.enumerated() {
-        try sink.beginPart(kind: .table, table: t.name)
+      var total = RowSetChecksum()
+      for (i, unit) in units.enumerated() {
+        if unit.isFirst {
+          try sink.beginPart(kind: .table, table: tables[unit.table].name)
+          total = RowSetChecksum()
+        }
         var ended = false
         while !ended {
           switch try shared.take(i) {
           case .data(let bytes):
             try bytes.withUnsafeBytes { try sink.write($0) }
-          case .end(let rows, let checksum):
-            try sink.endPart(rows: rows, contentChecksum: checksum)
+          case .end(let checksum):
+            total.merge(checksum)
             ended = true
           }
         }
+        if unit.isLast { try sink.endPart(rows: total.rows, contentChecksum: total.finalizeHex()) }
       }
     } catch {
       writeError = error

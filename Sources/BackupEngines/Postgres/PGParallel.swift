@@ -1,22 +1,62 @@
 import BackupModel
 import Foundation
 
+/// One unit of work of a parallel dump: a whole table, or one range of a big table's heap pages
+/// (`COPY (SELECT … WHERE ctid >= '(first,0)' AND ctid < '(end,0)') TO STDOUT`, a TID range scan
+/// on PostgreSQL 14 and newer). The units of a table follow each other in page order and the
+/// writer puts them into the table's one part in that order, so a split table's part holds the
+/// same rows in the same (heap) order as one `COPY t TO STDOUT`.
+struct PGDumpUnit: Sendable {
+  var table: Int
+  /// The heap pages of this unit; nil for the whole table. The last range of a table has no end.
+  var pages: (first: Int64, end: Int64?)?
+  var isFirst: Bool
+  var isLast: Bool
+
+  /// Tables of at least `2 * pagesPerUnit` pages are split into units of `pagesPerUnit` pages
+  /// (4 MiB of heap each); a unit's encoded text is held until the writer reaches it, so memory
+  /// stays at about lookahead × a unit's text.
+  static let pagesPerUnit: Int64 = 512
+
+  /// The units of `tables` in file order; `pages[i]` is table i's heap size in pages (nil: do not
+  /// split it).
+  static func plan(tables count: Int, pages: [Int64?]) -> [PGDumpUnit] {
+    var units: [PGDumpUnit] = []
+    for i in 0..<count {
+      guard let n = pages[i], n >= 2 * pagesPerUnit else {
+        units.append(PGDumpUnit(table: i, pages: nil, isFirst: true, isLast: true))
+        continue
+      }
+      var first: Int64 = 0
+      while first < n {
+        let end = first + pagesPerUnit
+        let last = end >= n
+        units.append(
+          PGDumpUnit(table: i, pages: (first, last ? nil : end), isFirst: first == 0, isLast: last))
+        first = end
+      }
+    }
+    return units
+  }
+}
+
 /// The hand-over between parallel dump workers and the one writer (docs/ARCHITECTURE.md,
-/// "Parallel PostgreSQL dumps"). Workers claim tables in order, at most `lookahead` tables ahead
-/// of the table the writer is on, and hand each table's encoded bytes over in chunks; a table
-/// holds at most `capacity` bytes not yet written (its worker waits beyond that). So memory is
-/// bounded by lookahead × capacity whatever the database size, nothing goes through a temporary
-/// file, and the parts reach the sink in table order: the file does not depend on the timing.
+/// "Parallel PostgreSQL dumps"). Workers claim units (tables or page ranges of a big table) in
+/// order, at most `lookahead` units ahead of the unit the writer is on, and hand each unit's
+/// encoded bytes over in chunks; a unit holds at most `capacity` bytes not yet written (its
+/// worker waits beyond that). So memory is bounded by lookahead × capacity whatever the database
+/// size, nothing goes through a temporary file, and the units reach the sink in order: the file
+/// does not depend on the timing.
 final class PGParallelDump: @unchecked Sendable {
   enum Item {
     case data([UInt8])
-    case end(rows: Int64, checksum: String)
+    case end(RowSetChecksum)
   }
 
   private let cond = NSCondition()
   private var chunks: [[[UInt8]]]
   private var buffered: [Int]
-  private var results: [(Int64, String)?]
+  private var results: [RowSetChecksum?]
   private var next = 0
   private var writerAt = 0
   private var failure: Error?
@@ -24,7 +64,7 @@ final class PGParallelDump: @unchecked Sendable {
   let lookahead: Int
   let capacity: Int
 
-  init(count: Int, lookahead: Int, capacity: Int = 4 << 20) {
+  init(count: Int, lookahead: Int, capacity: Int = 8 << 20) {
     self.count = count
     self.lookahead = max(1, lookahead)
     self.capacity = capacity
@@ -33,7 +73,7 @@ final class PGParallelDump: @unchecked Sendable {
     results = Array(repeating: nil, count: count)
   }
 
-  /// The next table for a worker, or nil when there is none left or the dump failed.
+  /// The next unit for a worker, or nil when there is none left or the dump failed.
   func claim() -> Int? {
     cond.lock()
     defer { cond.unlock() }
@@ -43,7 +83,7 @@ final class PGParallelDump: @unchecked Sendable {
     return next - 1
   }
 
-  /// Hands a chunk of table `i` to the writer; waits while the table has `capacity` bytes pending.
+  /// Hands a chunk of unit `i` to the writer; waits while the unit has `capacity` bytes pending.
   func put(_ i: Int, _ bytes: UnsafeRawBufferPointer) throws {
     cond.lock()
     defer { cond.unlock() }
@@ -54,9 +94,9 @@ final class PGParallelDump: @unchecked Sendable {
     cond.broadcast()
   }
 
-  func finish(_ i: Int, rows: Int64, checksum: String) {
+  func finish(_ i: Int, _ checksum: RowSetChecksum) {
     cond.lock()
-    results[i] = (rows, checksum)
+    results[i] = checksum
     cond.broadcast()
     cond.unlock()
   }
@@ -69,7 +109,7 @@ final class PGParallelDump: @unchecked Sendable {
     cond.unlock()
   }
 
-  /// The writer's next item of table `i` (tables are taken in order).
+  /// The writer's next item of unit `i` (units are taken in order).
   func take(_ i: Int) throws -> Item {
     cond.lock()
     defer { cond.unlock() }
@@ -85,7 +125,7 @@ final class PGParallelDump: @unchecked Sendable {
         cond.broadcast()
         return .data(c)
       }
-      if let r = results[i] { return .end(rows: r.0, checksum: r.1) }
+      if let r = results[i] { return .end(r) }
       cond.wait()
     }
   }
