@@ -478,7 +478,10 @@ public final class BackupService {
       indices.append(i)
     }
     let request = RestoreRequest(
-      format: m.format, parts: indices.map { RestorePart(kind: m.parts[$0].kind, table: m.parts[$0].table) },
+      format: m.format,
+      parts: indices.map {
+        RestorePart(kind: m.parts[$0].kind, table: m.parts[$0].table, rawSize: m.parts[$0].rawSize)
+      },
       objects: m.objects, tables: tables, dropExisting: dropExisting, continueOnError: continueOnError)
     return (request, indices)
   }

@@ -69,9 +69,13 @@ public struct DumpResult: Sendable {
 public struct RestorePart: Sendable, Equatable {
   public var kind: PartKind
   public var table: String?
-  public init(kind: PartKind, table: String?) {
+  /// The part's decoded size, when known (the manifest's `rawSize`): parallel restores load the
+  /// biggest tables first and may split a big one over several connections.
+  public var rawSize: Int64?
+  public init(kind: PartKind, table: String?, rawSize: Int64? = nil) {
     self.kind = kind
     self.table = table
+    self.rawSize = rawSize
   }
 }
 
@@ -90,6 +94,9 @@ public struct RestoreRequest: Sendable {
   /// How many tables a server engine may load at once (`--jobs`); SQLite loads through one
   /// connection.
   public var jobs = 1
+  /// With `jobs` > 1, a table part of at least this many decoded bytes is loaded over several
+  /// connections at once where the engine can (PostgreSQL, sql format).
+  public var splitTableBytes: Int64 = 64 << 20
 
   public init(
     format: DumpFormat, parts: [RestorePart], objects: [SchemaObject], tables: Set<String>?,

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Receives the raw (uncompressed) bytes of a backup as the engine produces them, part by part.
 /// The pipeline implements it: it cuts members, compresses, hashes and writes.
 public protocol PartSink: AnyObject {
@@ -121,15 +123,7 @@ public final class InputReader {
   public func readLine(into line: inout [UInt8]) throws -> Bool {
     line.removeAll(keepingCapacity: true)
     while try fill() {
-      let found: Int? = buffer.withUnsafeBufferPointer { buf in
-        var i = start
-        while i < end {
-          if buf[i] == 0x0A { return i }
-          i += 1
-        }
-        return nil
-      }
-      if let nl = found {
+      if let nl = newline(from: start) {
         line.append(contentsOf: buffer[start...nl])
         start = nl + 1
         return true
@@ -138,6 +132,50 @@ public final class InputReader {
       start = end
     }
     return !line.isEmpty
+  }
+
+  /// The index of the first "\n" in the buffered bytes at or after `from`, if any.
+  private func newline(from: Int) -> Int? {
+    guard from < end else { return nil }
+    return buffer.withUnsafeBytes { buf -> Int? in
+      guard let p = memchr(buf.baseAddress! + from, 0x0A, end - from) else { return nil }
+      return buf.baseAddress!.distance(to: UnsafeRawPointer(p))
+    }
+  }
+
+  /// Appends whole lines (each with its "\n") to `out` until `out` holds at least `limit` bytes,
+  /// the line `terminator` is read (consumed, not appended; with or without its "\n") or the
+  /// stream ends. Returns true when it stopped at the terminator. Must be called at the start of
+  /// a line. Many lines are appended per copy, so this is the fast path for row data.
+  public func appendLines(upTo limit: Int, to out: inout [UInt8], until terminator: [UInt8]) throws -> Bool {
+    let bare = terminator.last == 0x0A ? Array(terminator.dropLast()) : terminator
+    var line: [UInt8] = []
+    while out.count < limit {
+      guard try fill() else { return false }
+      var runEnd = start
+      var stopped = false
+      while let nl = newline(from: runEnd) {
+        let length = nl + 1 - runEnd
+        if length == terminator.count && buffer[runEnd...nl].elementsEqual(terminator) {
+          stopped = true
+          break
+        }
+        runEnd = nl + 1
+        if out.count + (runEnd - start) >= limit { break }
+      }
+      out.append(contentsOf: buffer[start..<runEnd])
+      if stopped {
+        start = runEnd + terminator.count
+        return true
+      }
+      start = runEnd
+      if out.count >= limit { return false }
+      // a line that runs past the buffered bytes (or the last line, without "\n")
+      guard try readLine(into: &line) else { return false }
+      if line == terminator || line == bare { return true }
+      out.append(contentsOf: line)
+    }
+    return false
   }
 
   /// Reads exactly `count` bytes, or throws a corrupt-backup error if the stream ends first.

@@ -174,3 +174,43 @@ func pseudoRandom(_ count: Int, seed: UInt64) -> [UInt8] {
     } throws: { ($0 as? BackupError)?.status == .usage }
   }
 }
+
+@Suite struct InputReaderTests {
+  /// COPY-style rows with lines longer than the reader's buffer, read in chunks by
+  /// `appendLines` (lines are never cut), with the terminator line anywhere, even across buffer
+  /// refills: the chunks add up to exactly the lines before the terminator, and what follows
+  /// the terminator is still readable.
+  @Test(arguments: [7, 64, 4096]) func appendLinesKeepsWholeLinesAndStopsAtTheTerminator(bufferSize: Int)
+    throws
+  {
+    var rows: [UInt8] = []
+    for i in 0..<500 {
+      rows += Array("\(i)\t\(String(repeating: "x", count: i % 97))\\\\.\n".utf8)
+    }
+    let text = rows + Array("\\.\nafter\n".utf8)
+    let reader = InputReader(MemorySource(text, chunk: 13), bufferSize: bufferSize)
+    var got: [UInt8] = []
+    var chunk: [UInt8] = []
+    var stopped = false
+    while !stopped {
+      chunk.removeAll()
+      stopped = try reader.appendLines(upTo: 1000, to: &chunk, until: Array("\\.\n".utf8))
+      #expect(chunk.isEmpty || chunk.last == 0x0A, "chunks end at a line end")
+      if !stopped { #expect(chunk.count >= 1000) }
+      got += chunk
+    }
+    #expect(got == rows)
+    var line: [UInt8] = []
+    #expect(try reader.readLine(into: &line) && line == Array("after\n".utf8))
+  }
+
+  @Test func appendLinesAtTheEndWithoutTerminator() throws {
+    for tail in ["a\nb\n", "a\nb", "a\n\\."] {
+      let reader = InputReader(MemorySource(Array(tail.utf8), chunk: 1), bufferSize: 2)
+      var out: [UInt8] = []
+      let stopped = try reader.appendLines(upTo: 1 << 20, to: &out, until: Array("\\.\n".utf8))
+      #expect(stopped == (tail == "a\n\\."), "\(tail)")
+      #expect(out == Array((tail == "a\n\\." ? "a\n" : tail).utf8))
+    }
+  }
+}

@@ -93,7 +93,8 @@ struct PGDumped {
     tables: Set<String>? = nil, dropExisting: Bool = false, continueOnError: Bool = false, jobs: Int = 1
   ) -> RestoreRequest {
     var r = RestoreRequest(
-      format: format, parts: sink.parts.map { RestorePart(kind: $0.kind, table: $0.table) },
+      format: format,
+      parts: sink.parts.map { RestorePart(kind: $0.kind, table: $0.table, rawSize: Int64($0.bytes.count)) },
       objects: result.objects, tables: tables, dropExisting: dropExisting, continueOnError: continueOnError,
       lockTimeoutSeconds: 5)
     r.jobs = jobs
@@ -391,22 +392,37 @@ func shape(_ db: ScratchDB) throws -> String {
     #expect(report.notes.contains { $0.contains("3 connections") })
     expectStatsMatch(try target.engine.tableStats(four.tables), four)
     #expect(try target.psql("SELECT count(*) FROM pg_indexes WHERE tablename LIKE 't_'") == "7")
+    // tables of 1 MiB or more split over the connections (PGSplitCopy): the same rows, each
+    // table reported once with all of its rows
+    let splitTarget = try server.freshDatabase("split")
+    var splitRequest = one.request(jobs: 3)
+    splitRequest.splitTableBytes = 1 << 20
+    let splitReport = try splitTarget.engine.restore(splitRequest, parts: one.opener)
+    #expect(splitReport.tables.map(\.name) == one.tables)
+    #expect(splitReport.tables.first { $0.name == "public.t7" }?.rows == 90000)
+    expectStatsMatch(try splitTarget.engine.tableStats(one.tables), one)
+    #expect(try splitTarget.psql("SELECT count(*) FROM pg_indexes WHERE tablename LIKE 't_'") == "7")
 
     // a corrupt part fails a parallel restore: the tables are dropped again, the error says so
     let again = try server.freshDatabase("bad")
     try again.psql("CREATE TABLE keep_me (x int)")
-    let opener = four.opener
-    opener.failPart = 4
-    opener.failAfter = four.sink.parts[4].bytes.count / 2
-    do {
-      _ = try again.engine.restore(four.request(jobs: 2), parts: opener)
-      Issue.record("a corrupt part must fail the restore")
-    } catch let e as BackupError {
-      #expect(e.status == .corrupt)
-      #expect(e.message.contains("dropped again"))
+    // ... also when the corrupt part is a table split over several connections
+    for splitBytes in [Int64(64 << 20), 1 << 20] {
+      let opener = four.opener
+      opener.failPart = 4
+      opener.failAfter = four.sink.parts[4].bytes.count / 2
+      var failing = four.request(jobs: 2)
+      failing.splitTableBytes = splitBytes
+      do {
+        _ = try again.engine.restore(failing, parts: opener)
+        Issue.record("a corrupt part must fail the restore")
+      } catch let e as BackupError {
+        #expect(e.status == .corrupt)
+        #expect(e.message.contains("dropped again"))
+      }
+      #expect(try again.psql("SELECT count(*) FROM pg_class WHERE relname ~ '^t[0-9]$'") == "0")
+      #expect(try again.psql("SELECT count(*) FROM keep_me") == "0")
     }
-    #expect(try again.psql("SELECT count(*) FROM pg_class WHERE relname ~ '^t[0-9]$'") == "0")
-    #expect(try again.psql("SELECT count(*) FROM keep_me") == "0")
   }
 
   @Test func restoreRefusesExistingTablesAndDropsOnlyTheBackups() throws {

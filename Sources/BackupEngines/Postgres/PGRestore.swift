@@ -312,52 +312,13 @@ final class PGRestoreSession {
   /// Streams a table part's `COPY … FROM stdin;` block to the server.
   func runTablePart(reader: InputReader, table: String?) throws {
     let run = table.map { wants(table: $0) } ?? true
-    var line: [UInt8] = []
-    var buffer: [UInt8] = []
-    buffer.reserveCapacity(512 * 1024)
-    var copying = false
-    var sawCopy = false
+    guard let copyLine = try PGRestoreSession.copyStatement(reader, table: table) else { return }
     let useSavepoint = request.continueOnError
-    while try reader.readLine(into: &line) {
-      if copying {
-        if line == PGRestoreSession.endOfData || line == [0x5C, 0x2E] {
-          copying = false
-          guard run else { continue }
-          do {
-            try buffer.withUnsafeBytes { try db.putCopyData($0) }
-            buffer.removeAll(keepingCapacity: true)
-            let rows = try db.endCopyIn()
-            if useSavepoint { try db.query("RELEASE SAVEPOINT ai_shell_copy") }
-            report.statementsExecuted += 1
-            if let table { report.tables.append(TableRestoreResult(name: table, rows: rows)) }
-          } catch let e as PGStatementError {
-            if useSavepoint {
-              try db.query("ROLLBACK TO SAVEPOINT ai_shell_copy; RELEASE SAVEPOINT ai_shell_copy")
-            }
-            try failed(e, object: table.map { SchemaObject(type: "data", name: $0, table: $0) })
-          }
-          continue
-        }
-        guard run else { continue }
-        buffer.append(contentsOf: line)
-        if buffer.count >= 256 * 1024 {
-          try buffer.withUnsafeBytes { try db.putCopyData($0) }
-          buffer.removeAll(keepingCapacity: true)
-        }
-        continue
-      }
-      guard let first = line.firstIndex(where: { !PGText.isBlank([$0][...]) }) else { continue }
-      if line[first...].starts(with: [0x2D, 0x2D]) { continue }
-      guard startsWith(line[first...], "COPY "), !sawCopy else {
-        throw BackupError(.corrupt, "unexpected text in the data part of \(table ?? "a table")")
-      }
-      sawCopy = true
-      copying = true
-      guard run else { continue }
+    if run {
       statementNumber += 1
       if useSavepoint { try db.query("SAVEPOINT ai_shell_copy") }
       do {
-        let st = try line[first...].withUnsafeBytes { try db.execRaw($0) }
+        let st = try copyLine.withUnsafeBytes { try db.execRaw($0) }
         guard st == PGRES_COPY_IN else {
           throw BackupError(
             .corrupt, "the data part of \(table ?? "a table") does not start with COPY … FROM stdin")
@@ -367,11 +328,69 @@ final class PGRestoreSession {
           .database, "statement \(statementNumber) (COPY \(table ?? "")) failed: \(e.message)")
       }
     }
-    if copying {
-      if run { _ = try? db.endCopyIn(failWith: "backup part truncated") }
+    var buffer: [UInt8] = []
+    buffer.reserveCapacity(512 * 1024)
+    var ended = false
+    do {
+      while !ended {
+        buffer.removeAll(keepingCapacity: true)
+        ended = try PGRestoreSession.nextRows(reader, into: &buffer, table: table)
+        if run { try buffer.withUnsafeBytes { try db.putCopyData($0) } }
+      }
+    } catch {
+      if run { _ = try? db.endCopyIn(failWith: "backup part unreadable") }
+      throw error
+    }
+    guard run else { return }
+    do {
+      let rows = try db.endCopyIn()
+      if useSavepoint { try db.query("RELEASE SAVEPOINT ai_shell_copy") }
+      report.statementsExecuted += 1
+      if let table { report.tables.append(TableRestoreResult(name: table, rows: rows)) }
+    } catch let e as PGStatementError {
+      if useSavepoint {
+        try db.query("ROLLBACK TO SAVEPOINT ai_shell_copy; RELEASE SAVEPOINT ai_shell_copy")
+      }
+      try failed(e, object: table.map { SchemaObject(type: "data", name: $0, table: $0) })
+    }
+  }
+
+  /// Reads a table part of the sql format up to and including its `COPY … FROM stdin;` line
+  /// (skipping the marker and blank lines) and returns that line; nil for a part without rows
+  /// (no COPY at all). Anything else before it is a corrupt part.
+  static func copyStatement(_ reader: InputReader, table: String?) throws -> [UInt8]? {
+    var line: [UInt8] = []
+    while try reader.readLine(into: &line) {
+      guard let first = line.firstIndex(where: { !PGText.isBlank([$0][...]) }) else { continue }
+      if line[first...].starts(with: [0x2D, 0x2D]) { continue }
+      guard line[first...].starts(with: Array("COPY ".utf8)) else { break }
+      return Array(line[first...])
+    }
+    guard line.isEmpty else {
+      throw BackupError(.corrupt, "unexpected text in the data part of \(table ?? "a table")")
+    }
+    return nil
+  }
+
+  /// Appends the next rows (whole lines, about 256 KiB) of a COPY block to `buffer`; returns
+  /// true at its end (`\.`), after checking that only blank or comment lines follow. A part that ends
+  /// before `\.` is truncated.
+  static func nextRows(_ reader: InputReader, into buffer: inout [UInt8], table: String?) throws -> Bool {
+    let limit = 256 * 1024
+    if try reader.appendLines(upTo: limit, to: &buffer, until: endOfData) {
+      var line: [UInt8] = []
+      while try reader.readLine(into: &line) {
+        guard let first = line.firstIndex(where: { !PGText.isBlank([$0][...]) }) else { continue }
+        if line[first...].starts(with: [0x2D, 0x2D]) { continue }
+        throw BackupError(.corrupt, "unexpected text after the data of \(table ?? "a table")")
+      }
+      return true
+    }
+    guard buffer.count >= limit else {
       throw BackupError(
         .corrupt, "the data of \(table ?? "a table") ends without \\.", hint: "the backup is truncated")
     }
+    return false
   }
 }
 
@@ -536,16 +555,34 @@ extension PGRestoreSession {
     report.notes.append("tables loaded on \(request.jobs) connections, each in its own transaction")
   }
 
-  /// Loads the given table parts on up to `jobs` connections.
+  /// Loads the given table parts on up to `jobs` connections, the biggest first; a big table of
+  /// the sql format is split over several connections (`PGSplitCopy`).
   func loadTablesInParallel(_ indices: [Int], parts: PGLockedOpener, info: ConnInfo, encoding: String) throws
   {
-    let queue = PGWorkQueue(indices)
-    let results = PGResults()
     let request = self.request
+    let ordered = indices.enumerated().sorted {
+      let (a, b) = (request.parts[$0.element].rawSize ?? 0, request.parts[$1.element].rawSize ?? 0)
+      return a != b ? a > b : $0.offset < $1.offset
+    }.map(\.element)
+    var items: [PGLoadItem] = []
+    for i in ordered {
+      let part = request.parts[i]
+      if request.format == .sql, !request.continueOnError, let size = part.rawSize,
+        size >= request.splitTableBytes, let table = part.table, wants(table: table)
+      {
+        let streams = max(2, min(Int64(request.jobs), size / max(1, request.splitTableBytes / 2)))
+        let split = PGSplitCopy(open: { try parts.open(i) }, table: table, streams: Int(streams))
+        items += (0..<split.streams).map { _ in PGLoadItem(index: i, split: split) }
+      } else {
+        items.append(PGLoadItem(index: i, split: nil))
+      }
+    }
+    let queue = PGWorkQueue(items)
+    let results = PGResults()
     let lockMillis = max(1, Int(request.lockTimeoutSeconds * 1000))
-    runThreads(min(request.jobs, indices.count)) { _ in
+    runThreads(min(request.jobs, items.count)) { _ in
       var session: PGRestoreSession?
-      while let i = queue.next() {
+      while let item = queue.next() {
         do {
           if session == nil {
             let c = try PGConnection(info)
@@ -557,9 +594,14 @@ extension PGRestoreSession {
           let s = session!
           try s.db.query("BEGIN")
           do {
-            try s.apply(request.parts[i], reader: InputReader(try parts.open(i)))
+            if let split = item.split {
+              try s.loadStream(of: split)
+            } else {
+              try s.apply(request.parts[item.index], reader: InputReader(try parts.open(item.index)))
+            }
             try s.db.query("COMMIT")
           } catch {
+            item.split?.fail(error)
             s.abortTransaction()
             throw error
           }
@@ -572,26 +614,150 @@ extension PGRestoreSession {
       if let s = session { results.add(s.report) }
     }
     if let e = results.failure { throw e }
+    var rows: [String: Int64] = [:]
     for r in results.reports {
       report.statementsExecuted += r.statementsExecuted
       report.statementsFailed += r.statementsFailed
       report.errors += r.errors.prefix(max(0, 10 - report.errors.count))
-      report.tables += r.tables
+      for t in r.tables { rows[t.name, default: 0] += t.rows }
     }
-    let order = Dictionary(request.parts.enumerated().compactMap { i, p in p.table.map { ($0, i) } }) {
-      a, _ in a
+    // a split table's streams each reported their share of its rows; report each table once
+    report.tables += request.parts.compactMap { p in
+      p.table.flatMap { name in
+        rows.removeValue(forKey: name).map { TableRestoreResult(name: name, rows: $0) }
+      }
     }
-    report.tables.sort { (order[$0.name] ?? 0) < (order[$1.name] ?? 0) }
+  }
+
+  /// One connection's share of a split table: the part's own COPY statement, then chunks of its
+  /// rows until they run out. COMMIT waits (in the caller) until the whole part has been read and
+  /// its checksum checked: `waitVerified` returns only then.
+  func loadStream(of split: PGSplitCopy) throws {
+    guard let copyLine = try split.copyStatement() else { return }
+    statementNumber += 1
+    do {
+      let st = try copyLine.withUnsafeBytes { try db.execRaw($0) }
+      guard st == PGRES_COPY_IN else {
+        throw BackupError(.corrupt, "the data part of \(split.table) does not start with COPY … FROM stdin")
+      }
+      var chunk: [UInt8] = []
+      chunk.reserveCapacity(512 * 1024)
+      do {
+        while try split.next(into: &chunk) {
+          try chunk.withUnsafeBytes { try db.putCopyData($0) }
+        }
+      } catch {
+        _ = try? db.endCopyIn(failWith: "restore aborted")
+        throw error
+      }
+      let rows = try db.endCopyIn()
+      try split.waitVerified()
+      report.statementsExecuted += 1
+      report.tables.append(TableRestoreResult(name: split.table, rows: rows))
+    } catch let e as PGStatementError {
+      throw BackupError(.database, "statement \(statementNumber) (COPY \(split.table)) failed: \(e.message)")
+    }
   }
 }
 
-/// Indices handed out to worker threads in order.
+/// A unit of a parallel restore: a table part, or one connection's share of a split one.
+struct PGLoadItem: Sendable {
+  var index: Int
+  var split: PGSplitCopy?
+}
+
+/// One big table part of the sql format loaded over several connections at once
+/// (docs/ARCHITECTURE.md, "Parallel PostgreSQL restores"): every connection runs the part's own
+/// `COPY … FROM stdin` and takes the rows in chunks of whole lines (about 256 KiB) as it asks
+/// for them, so the server parses and inserts on every connection while the part is read once,
+/// by one thread at a time. The part is read to its end (its checksum checked) before any
+/// stream may commit.
+final class PGSplitCopy: @unchecked Sendable {
+  private let cond = NSCondition()
+  private let openPart: () throws -> ByteSource
+  private var reader: InputReader?
+  private var statement: [UInt8]??
+  private var ended = false
+  private var failure: Error?
+  let table: String
+  let streams: Int
+
+  init(open: @escaping () throws -> ByteSource, table: String, streams: Int) {
+    openPart = open
+    self.table = table
+    self.streams = streams
+  }
+
+  /// The part's `COPY … FROM stdin;` line (read once), or nil for a part without one.
+  func copyStatement() throws -> [UInt8]? {
+    cond.lock()
+    defer { cond.unlock() }
+    if let failure { throw failure }
+    if let statement { return statement }
+    do {
+      let r = InputReader(try openPart())
+      reader = r
+      let line = try PGRestoreSession.copyStatement(r, table: table)
+      statement = .some(line)
+      if line == nil { try finishReading(r) }
+      return line
+    } catch {
+      failLocked(error)
+      throw error
+    }
+  }
+
+  /// Replaces `chunk` with the next rows; false (and `chunk` empty) when there are none left.
+  func next(into chunk: inout [UInt8]) throws -> Bool {
+    chunk.removeAll(keepingCapacity: true)
+    cond.lock()
+    defer { cond.unlock() }
+    if let failure { throw failure }
+    guard !ended, let reader else { return false }
+    do {
+      if try PGRestoreSession.nextRows(reader, into: &chunk, table: table) { try finishReading(reader) }
+    } catch {
+      failLocked(error)
+      throw error
+    }
+    return !chunk.isEmpty || !ended
+  }
+
+  /// Returns once the whole part has been read and checked; throws what stopped it otherwise.
+  func waitVerified() throws {
+    cond.lock()
+    defer { cond.unlock() }
+    while !ended && failure == nil { cond.wait() }
+    if let failure { throw failure }
+  }
+
+  func fail(_ error: Error) {
+    cond.lock()
+    failLocked(error)
+    cond.unlock()
+  }
+
+  private func failLocked(_ error: Error) {
+    if failure == nil { failure = error }
+    cond.broadcast()
+  }
+
+  /// Reads the rest of the part (its checksum is checked at its end) and wakes the waiters.
+  private func finishReading(_ r: InputReader) throws {
+    var junk: [UInt8] = []
+    while try r.read(upTo: 1 << 20, appendingTo: &junk) > 0 { junk.removeAll(keepingCapacity: true) }
+    ended = true
+    cond.broadcast()
+  }
+}
+
+/// Work items handed out to worker threads in order.
 final class PGWorkQueue: @unchecked Sendable {
   private let lock = NSLock()
-  private var items: [Int]
+  private var items: [PGLoadItem]
   private var at = 0
-  init(_ items: [Int]) { self.items = items }
-  func next() -> Int? {
+  init(_ items: [PGLoadItem]) { self.items = items }
+  func next() -> PGLoadItem? {
     lock.withLock {
       guard at < items.count else { return nil }
       at += 1
