@@ -425,6 +425,23 @@ func shape(_ db: ScratchDB) throws -> String {
     }
   }
 
+  /// Restore sessions sort index builds in memory: maintenance_work_mem is raised to 512 MB
+  /// when lower, never lowered.
+  @Test func restoreSessionRaisesMaintenanceWorkMem() throws {
+    guard let url = serverURL() else { return }
+    let db = try PGConnection(try ConnInfo(url))
+    let session = PGRestoreSession(
+      db: db,
+      request: RestoreRequest(
+        format: .sql, parts: [], objects: [], tables: nil, dropExisting: false, continueOnError: false))
+    try db.query("SET maintenance_work_mem = '64MB'")
+    try session.raiseMaintenanceWorkMem()
+    #expect(try db.query("SHOW maintenance_work_mem").first?.first == "512MB")
+    try db.query("SET maintenance_work_mem = '1GB'")
+    try session.raiseMaintenanceWorkMem()
+    #expect(try db.query("SHOW maintenance_work_mem").first?.first == "1GB")
+  }
+
   @Test func restoreRefusesExistingTablesAndDropsOnlyTheBackups() throws {
     guard let url = serverURL() else { return }
     let server = PGServer(url)

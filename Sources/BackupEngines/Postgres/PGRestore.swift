@@ -147,6 +147,7 @@ final class PGRestoreSession {
 
   func run(engine: PostgresEngine, parts: PartOpener) throws {
     try db.query("SET lock_timeout = \(max(1, Int(request.lockTimeoutSeconds * 1000)))")
+    try raiseMaintenanceWorkMem()
     try db.query("BEGIN")
     do {
       try dropConflicts(engine: engine)
@@ -160,6 +161,22 @@ final class PGRestoreSession {
     }
     addNotes()
   }
+
+  /// The post-data part builds every index and checks every constraint of the restored tables:
+  /// with the server's default maintenance_work_mem (64 MB) a big table's index is sorted on
+  /// disk. PostgreSQL's documentation recommends larger values for restoring dumps, so the
+  /// restore session (only it) raises it to 512 MB when it is lower. Sorts use what they need,
+  /// up to that.
+  func raiseMaintenanceWorkMem() throws {
+    let current = try db.query(
+      "SELECT pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem'))")
+    if let v = current.first?.first ?? nil, let bytes = Int64(v), bytes < PGRestoreSession.maintenanceWorkMem
+    {
+      try db.query("SET maintenance_work_mem = '\(PGRestoreSession.maintenanceWorkMem >> 20)MB'")
+    }
+  }
+
+  static let maintenanceWorkMem: Int64 = 512 << 20
 
   func abortTransaction() {
     if PQtransactionStatus(db.conn) == PQTRANS_ACTIVE {
@@ -509,6 +526,7 @@ extension PGRestoreSession {
     throws
   {
     try db.query("SET lock_timeout = \(max(1, Int(request.lockTimeoutSeconds * 1000)))")
+    try raiseMaintenanceWorkMem()
     try db.query("BEGIN")
     let tableIndices = request.parts.indices.filter { request.parts[$0].kind == .table }
     do {
