@@ -127,6 +127,10 @@ extension PostgresEngine {
     let out = OutputBuffer(sink: sink)
     let layout = PGPartLayout(format: options.format, mtime: Int64(options.createdAt.timeIntervalSince1970))
 
+    // pg_dump's post-data section is read while the rows are dumped (same snapshot)
+    let postData = PGBackground {
+      try pgDump.run(dumpArgs + ["--section=post-data"], connection: child, endpoint: db.endpoint)
+    }
     // schema: pg_dump's pre-data section, with our object markers
     let pre = try pgDump.run(dumpArgs + ["--section=pre-data"], connection: child, endpoint: db.endpoint)
     var schema = Array(
@@ -181,7 +185,7 @@ extension PostgresEngine {
       seqText += Bytes.markerPrefix + Bytes.markerJSON(o) + "\n"
       seqText += "SELECT pg_catalog.setval(\(lit), \(last), \(called));\n"
     }
-    let post = try pgDump.run(dumpArgs + ["--section=post-data"], connection: child, endpoint: db.endpoint)
+    let post = try postData.result()
     var postScript: [UInt8] = []
     if !seqText.isEmpty {
       // pg_dump's post-data starts with its own SET lines; ours need search_path-free names only

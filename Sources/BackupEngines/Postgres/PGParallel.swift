@@ -144,6 +144,28 @@ final class PGPipeSink: PartSink {
   func endPart(rows: Int64?, contentChecksum: String?) throws {}
 }
 
+/// A computation started on a background thread; `result()` waits for it.
+final class PGBackground<T>: @unchecked Sendable {
+  private let group = DispatchGroup()
+  private var outcome: Result<T, Error>?
+  private let body: () throws -> T
+
+  init(_ body: @escaping () throws -> T) {
+    self.body = body
+    group.enter()
+    let t = Thread { [self] in
+      outcome = Result { try self.body() }
+      group.leave()
+    }
+    t.start()
+  }
+
+  func result() throws -> T {
+    group.wait()
+    return try outcome!.get()
+  }
+}
+
 /// Runs `body(worker)` on `count` threads and waits for all of them.
 func runThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
   let group = DispatchGroup()
