@@ -143,8 +143,8 @@ extension BackupService {
       copy.file = .init(name: fileName, sizeBytes: hashing.bytesWritten, sha256: hashing.finalizeHex())
       if let e = options.encryption {
         copy.encryption = e.manifestInfo(payloadSize: payloadSize)
-        copy.formatVersion = 2
       }
+      copy.formatVersion = max(copy.formatVersion, copy.minimumFormatVersion)
       try out.close(sync: true)
       try copy.validate()
       guard rename(try target.path(of: tempName), filePath) == 0 else {

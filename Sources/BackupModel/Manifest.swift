@@ -4,8 +4,15 @@ import Foundation
 /// last and atomically; a backup file without one is unfinished.
 public struct Manifest: Codable, Sendable, Equatable {
   /// Bumped on any change a reader of an older version could misread. Version 2 adds
-  /// `encryption`; unencrypted backups are still written as version 1.
-  public static let currentFormatVersion = 2
+  /// `encryption`; version 3 replaces the parts' `sha256` (of the decoded bytes) with
+  /// `storedSha256` (of the stored bytes). A manifest says the lowest version that describes it
+  /// (`minimumFormatVersion`).
+  public static let currentFormatVersion = 3
+
+  /// 3 when a part carries `storedSha256`, else 2 when the backup is encrypted, else 1.
+  public var minimumFormatVersion: Int {
+    parts.contains { $0.storedSha256 != nil } ? 3 : (encryption == nil ? 1 : 2)
+  }
 
   public var formatVersion: Int
   public var tool: String
@@ -32,7 +39,7 @@ public struct Manifest: Codable, Sendable, Equatable {
     parts: [Part], objects: [SchemaObject], encryption: EncryptionInfo? = nil,
     tool: String = ToolInfo.versionString
   ) {
-    self.formatVersion = encryption == nil ? 1 : 2
+    self.formatVersion = 1
     self.encryption = encryption
     self.tool = tool
     self.id = id
@@ -46,6 +53,7 @@ public struct Manifest: Codable, Sendable, Equatable {
     self.rawSizeBytes = rawSizeBytes
     self.parts = parts
     self.objects = objects
+    self.formatVersion = minimumFormatVersion
   }
 
   public struct DatabaseInfo: Codable, Sendable, Equatable {
@@ -228,6 +236,9 @@ public struct Manifest: Codable, Sendable, Equatable {
     if let e = encryption {
       guard e.scheme == "age", !e.recipients.isEmpty else { throw bad("encryption \(e.scheme)") }
       guard formatVersion >= 2 else { throw bad("encryption needs format version 2") }
+    }
+    guard formatVersion >= minimumFormatVersion else {
+      throw bad("format version \(formatVersion) cannot describe it (\(minimumFormatVersion) needed)")
     }
     guard file.sha256.count == 64 else { throw bad("file sha256") }
   }

@@ -137,10 +137,15 @@ import Testing
     var escape = m
     escape.file.name = "../f"
     #expect(throws: BackupError.self) { try escape.validate() }
+    #expect(m.formatVersion == 3, "parts with storedSha256 need format version 3")
+    var old = m
+    old.formatVersion = 2
+    #expect { try old.validate() } throws: { ($0 as? BackupError)?.message.contains("3 needed") == true }
     var unhashed = m
     unhashed.parts[0].storedSha256 = nil
     #expect(throws: BackupError.self) { try unhashed.validate() }
     unhashed.parts[0].sha256 = String(repeating: "c", count: 64)  // an older manifest's decoded hash
+    unhashed.formatVersion = 1
     try unhashed.validate()
     unhashed.parts[0].sha256 = "not-hex"
     #expect(throws: BackupError.self) { try unhashed.validate() }
