@@ -56,6 +56,14 @@ struct PGServer {
     return String(decoding: r.stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
   }
 
+  /// `pg_dump` (plain format) of a database into a file, optionally through gzip.
+  func pgDumpPlain(_ db: String, to file: String, gzip: Bool) throws {
+    let r = try shell(
+      "pg_dump -h \(host) -p \(port) -U \(user) -d \(db)\(gzip ? " | gzip" : "") > '\(file)'",
+      environment: ["PGPASSWORD": password])
+    guard r.status == 0 else { throw BackupError(.failure, "pg_dump failed: \(r.stderr)") }
+  }
+
   /// A new empty database, dropped when the returned handle goes away.
   func freshDatabase(_ label: String) throws -> ScratchDB {
     let name = "t_\(label)_\(UUID().uuidString.prefix(8).lowercased())"
@@ -605,21 +613,8 @@ func shape(_ db: ScratchDB) throws -> String {
       """)
     let total = "2000000"
     let stop = StopFlag()
-    let writerURL = source.url
-    let done = DispatchSemaphore(value: 0)
-    Thread.detachNewThread {
-      defer { done.signal() }
-      guard let db = try? PGConnection(try ConnInfo(writerURL)) else { return }
-      var i = 0
-      while !stop.isSet {
-        i += 1
-        let from = i % 1000 + 1
-        let to = (i * 7) % 1000 + 1
-        _ = try? db.query(
-          "BEGIN; UPDATE checking SET bal = bal - 5 WHERE id = \(from); UPDATE savings SET bal = bal + 5 WHERE id = \(to); COMMIT"
-        )
-        stop.count(i)
-      }
+    let done = startWriter(source.url, stop) { i in
+      "BEGIN; UPDATE checking SET bal = bal - 5 WHERE id = \(i % 1000 + 1); UPDATE savings SET bal = bal + 5 WHERE id = \((i * 7) % 1000 + 1); COMMIT"
     }
     while stop.transfers < 50 { Thread.sleep(forTimeInterval: 0.01) }
     let before = stop.transfers
@@ -669,6 +664,25 @@ func shape(_ db: ScratchDB) throws -> String {
     #expect(r.status == 0, "\(r.stderr)")
     #expect(try viaPsql.psql("SELECT count(*) FROM t") == "1000")
   }
+}
+
+/// A session that runs `sql(i)` for i = 1, 2, … until `stop` is set (the count is in
+/// `stop.transfers`); the semaphore is signalled when it has ended.
+func startWriter(_ url: String, _ stop: StopFlag, sql: @escaping @Sendable (Int) -> String)
+  -> DispatchSemaphore
+{
+  let done = DispatchSemaphore(value: 0)
+  Thread.detachNewThread {
+    defer { done.signal() }
+    guard let db = try? PGConnection(try ConnInfo(url)) else { return }
+    var i = 0
+    while !stop.isSet {
+      i += 1
+      _ = try? db.query(sql(i))
+      stop.count(i)
+    }
+  }
+  return done
 }
 
 final class StopFlag: @unchecked Sendable {
@@ -842,10 +856,7 @@ final class ResultBox: @unchecked Sendable {
     try source.psql(fidelitySQL)
     let dir = TempDir()
     let file = dir.file("dump.sql.gz")
-    let r = try shell(
-      "pg_dump -h \(server.host) -p \(server.port) -U \(server.user) -d \(source.name) | gzip > '\(file)'",
-      environment: ["PGPASSWORD": server.password])
-    #expect(r.status == 0, "\(r.stderr)")
+    try server.pgDumpPlain(source.name, to: file, gzip: true)
     let service = BackupService(backupDirectory: dir.file("backups"))
     service.testRestoreServer = url
     let outcome = try service.importBackup(.init(source: file, database: source.url))
@@ -864,5 +875,380 @@ final class ResultBox: @unchecked Sendable {
     _ = try service.restore(outcome.backup.id, options: .init(target: target.url))
     #expect(try shape(target) == shape(source))
     expectStatsMatch(try target.engine.tableStats(m.tableParts.compactMap(\.table)), try pgDump(source.url))
+  }
+}
+
+/// A database whose object names trip naive parsing of pg_dump's TOC headers ("Name: a b pk ab"
+/// is table "a b", constraint "pk ab"; an index named "idx ON weird"; a schema with a dot),
+/// with foreign keys between its tables, indexes, triggers, comments, privileges, extended
+/// statistics, serial and identity sequences, a standalone sequence, a view and a partitioned
+/// table with a partitioned index.
+let importSQL = #"""
+  CREATE SCHEMA "Odd.Schema";
+  CREATE TABLE "Odd.Schema"."My Table" ("Id" int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "Name" text UNIQUE, note text);
+  CREATE INDEX "My Table_note" ON "Odd.Schema"."My Table" (note);
+  CREATE TABLE public."a b" (x int, "c d" int, CONSTRAINT "a b c" CHECK (x > 0));
+  ALTER TABLE public."a b" ADD CONSTRAINT "pk ab" PRIMARY KEY (x);
+  CREATE INDEX "idx ON weird" ON public."a b" ("c d");
+  CREATE TABLE public.a (id serial PRIMARY KEY, "b c" int REFERENCES public."a b" (x),
+    mine int REFERENCES "Odd.Schema"."My Table" ("Id"), y int DEFAULT 7);
+  CREATE UNIQUE INDEX "a.y" ON public.a (y);
+  CREATE TABLE public.events (id bigserial PRIMARY KEY, a_id int REFERENCES public.a (id), payload text);
+  CREATE INDEX events_payload ON public.events (payload);
+  CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN NEW.payload := NEW.payload || '!'; RETURN NEW; END$$;
+  CREATE FUNCTION keep() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
+  CREATE TRIGGER "t r g" BEFORE INSERT ON public."a b" FOR EACH ROW EXECUTE FUNCTION keep();
+  CREATE TRIGGER events_stamp BEFORE INSERT ON public.events FOR EACH ROW EXECUTE FUNCTION stamp();
+  CREATE TRIGGER mine_keep BEFORE UPDATE ON "Odd.Schema"."My Table" FOR EACH ROW EXECUTE FUNCTION keep();
+  COMMENT ON TABLE public."a b" IS 'table comment';
+  COMMENT ON COLUMN public."a b"."c d" IS 'column comment';
+  COMMENT ON INDEX public."idx ON weird" IS 'index comment';
+  COMMENT ON CONSTRAINT "pk ab" ON public."a b" IS 'constraint comment';
+  COMMENT ON TRIGGER "t r g" ON public."a b" IS 'trigger comment';
+  COMMENT ON COLUMN public.events.payload IS 'events column comment';
+  GRANT SELECT ON public."a b" TO PUBLIC;
+  GRANT SELECT (payload) ON public.events TO PUBLIC;
+  GRANT USAGE ON SEQUENCE public.a_id_seq TO PUBLIC;
+  CREATE STATISTICS public."a b stats" ON x, "c d" FROM public."a b";
+  CREATE SEQUENCE standalone START 10;
+  SELECT nextval('standalone');
+  CREATE VIEW a_view AS SELECT * FROM public.a;
+  CREATE TABLE public.m (id int, at date NOT NULL) PARTITION BY RANGE (at);
+  CREATE TABLE public.m_2024 PARTITION OF public.m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+  CREATE INDEX m_at ON public.m (at);
+  INSERT INTO public.m SELECT i, date '2024-01-01' + i FROM generate_series(1, 100) i;
+  INSERT INTO "Odd.Schema"."My Table" ("Name", note) SELECT 'n' || i, 'note ' || i FROM generate_series(1, 30) i;
+  INSERT INTO public."a b" SELECT i, i * 2 FROM generate_series(1, 40) i;
+  INSERT INTO public.a ("b c", mine, y) SELECT i, i, i FROM generate_series(1, 25) i;
+  INSERT INTO public.events (a_id, payload) SELECT (i % 25) + 1, 'e' || i FROM generate_series(1, 500) i;
+  """#
+
+/// The user-visible objects of a database, with the table each belongs to, and its data.
+func importShape(_ db: ScratchDB) throws -> String {
+  try db.psql(
+    """
+    SELECT string_agg(x, E'\\n' ORDER BY x) FROM (
+      SELECT 'rel ' || n.nspname || '.' || c.relname || ' ' || c.relkind::text
+             || coalesce(' on ' || (SELECT i.indrelid::regclass::text FROM pg_index i WHERE i.indexrelid = c.oid), '')
+             || coalesce(' acl ' || c.relacl::text, '') AS x
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+      UNION ALL SELECT 'con ' || conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+        FROM pg_constraint WHERE connamespace <> 'pg_catalog'::regnamespace
+      UNION ALL SELECT 'trg ' || tgrelid::regclass::text || ' ' || tgname FROM pg_trigger WHERE NOT tgisinternal
+      UNION ALL SELECT 'cmt ' || description FROM pg_description d
+        WHERE d.classoid IN ('pg_class'::regclass, 'pg_constraint'::regclass, 'pg_trigger'::regclass)
+      UNION ALL SELECT 'stat ' || stxname FROM pg_statistic_ext
+      UNION ALL SELECT 'seq ' || s.relname || ' ' || (pg_sequence_last_value(s.oid))::text
+        FROM pg_class s WHERE s.relkind = 'S'
+      UNION ALL SELECT 'def ' || adrelid::regclass::text || ' ' || pg_get_expr(adbin, adrelid) FROM pg_attrdef
+      UNION ALL SELECT 'rows ' || c.oid::regclass::text || ' '
+          || (xpath('/row/c/text()', query_to_xml('SELECT count(*) AS c FROM ' || c.oid::regclass::text, false, true, '')))[1]::text
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+    ) s
+    """)
+}
+
+/// `backup import` of a pg_dump plain script gets the object markers our own backups carry:
+/// `restore --tables` of it restores exactly those tables with their own indexes, constraints,
+/// triggers, comments, privileges and sequences (the same as `restore --tables` of a backup made
+/// by `create`), a full restore reproduces the source, and verify --test passes.
+@Suite(.serialized) struct PostgresImportMarkerTests {
+  @Test(arguments: ["plain", "gzip"]) func importedDumpRestoresSingleTables(compression: String) throws {
+    guard let url = serverURL() else { return }
+    let server = PGServer(url)
+    let source = try server.freshDatabase("imk")
+    try source.psql(importSQL)
+    let dir = TempDir()
+    let file = dir.file(compression == "gzip" ? "dump.sql.gz" : "dump.sql")
+    try server.pgDumpPlain(source.name, to: file, gzip: compression == "gzip")
+    let service = BackupService(backupDirectory: dir.file("backups"))
+    service.testRestoreServer = url
+    let imported = try service.importBackup(.init(source: file, database: source.url)).backup.id
+    let m = try service.manifest(for: imported)
+    func table(_ type: String, _ name: String) -> String?? {
+      m.objects.first { $0.type == type && $0.name == name }.map(\.table)
+    }
+    #expect(table("table", "public.a b") == "public.a b")
+    #expect(table("table", "Odd.Schema.My Table") == "Odd.Schema.My Table")
+    #expect(table("index", "public.idx ON weird") == "public.a b")
+    #expect(table("index", "public.a.y") == "public.a")
+    #expect(table("index", "public.m_at") == "public.m")
+    #expect(table("constraint", "public.a b pk ab") == "public.a b")
+    #expect(table("fk constraint", "public.a a_b c_fkey") == "public.a")
+    #expect(table("fk constraint", "public.events events_a_id_fkey") == "public.events")
+    #expect(table("trigger", "public.a b t r g") == "public.a b")
+    #expect(table("trigger", "Odd.Schema.My Table mine_keep") == "Odd.Schema.My Table")
+    #expect(table("default", "public.a id") == "public.a")
+    #expect(table("sequence", "public.a_id_seq") == "public.a")
+    #expect(table("sequence owned by", "public.a_id_seq") == "public.a")
+    #expect(table("sequence", "Odd.Schema.My Table_Id_seq") == "Odd.Schema.My Table")
+    #expect(table("sequence set", "public.events_id_seq") == "public.events")
+    #expect(table("sequence", "public.standalone") == .some(nil))
+    #expect(table("comment", "public.INDEX \"idx ON weird\"") == "public.a b")
+    #expect(table("comment", "public.CONSTRAINT \"pk ab\" ON \"a b\"") == "public.a b")
+    #expect(table("comment", "public.COLUMN \"a b\".\"c d\"") == "public.a b")
+    #expect(table("acl", "public.TABLE \"a b\"") == "public.a b")
+    #expect(table("acl", "public.SEQUENCE a_id_seq") == "public.a")
+    #expect(table("statistics", "public.a b stats") == "public.a b")
+    #expect(table("function", "public.stamp()") == .some(nil))
+    #expect(table("view", "public.a_view") == .some(nil))
+    let report = try service.verify(imported, deep: true, test: true)
+    #expect(report.ok, "\(report.checks)")
+
+    // a backup of the same database made by create: the reference for every --tables restore
+    let created = try service.create(
+      .init(
+        database: source.url, name: nil, compression: .zstd, level: nil, format: .sql, tables: nil,
+        verify: false, lockTimeoutSeconds: 5)
+    ).id
+    for tables in [
+      ["public.a b"], ["Odd.Schema.My Table"], ["public.a b", "Odd.Schema.My Table", "public.a"],
+    ] {
+      let fromImport = server.unusedDatabase("imt")
+      let outcome = try service.restore(imported, options: .init(target: fromImport.url, tables: tables))
+      #expect(outcome.statementsFailed == 0)
+      let fromCreate = server.unusedDatabase("crt")
+      _ = try service.restore(created, options: .init(target: fromCreate.url, tables: tables))
+      let shape = try importShape(fromImport)
+      #expect(shape == (try importShape(fromCreate)), "--tables \(tables)")
+      // exactly those tables: no other table, and nothing that hangs on another table
+      let restoredTables = Set(
+        try fromImport.psql(
+          "SELECT string_agg(c.oid::regclass::text, ',') FROM pg_class c WHERE c.relkind IN ('r', 'p') AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)"
+        ).split(separator: ",").map(String.init))
+      let regclass = [
+        "public.a b": "\"a b\"", "Odd.Schema.My Table": "\"Odd.Schema\".\"My Table\"", "public.a": "a",
+      ]
+      let expected = Set(tables.compactMap { regclass[$0] })
+      #expect(restoredTables == expected, "--tables \(tables)")
+      if tables == ["public.a b"] {
+        for line in [
+          "rel public.idx ON weird i on \"a b\"", "rel public.pk ab i on \"a b\"", "trg \"a b\" t r g",
+          "cmt index comment", "cmt constraint comment", "cmt trigger comment", "cmt column comment",
+          "stat a b stats", "rows \"a b\" 40",
+        ] {
+          #expect(shape.contains(line), "\(line) in\n\(shape)")
+        }
+        for absent in ["events", "public.a.y", "mine_keep", "a_id_seq", "fkey", "My Table", "m_at"] {
+          #expect(!shape.contains(absent), "\(absent) in\n\(shape)")
+        }
+      }
+      if tables.count == 3 {
+        #expect(shape.contains("con a a_b c_fkey FOREIGN KEY (\"b c\") REFERENCES \"a b\"(x)"))
+        #expect(shape.contains("seq a_id_seq 25"))
+        #expect(!shape.contains("events"))
+      }
+    }
+
+    // the whole backup restores as the source
+    let whole = server.unusedDatabase("imw")
+    _ = try service.restore(imported, options: .init(target: whole.url))
+    #expect(try importShape(whole) == importShape(source))
+  }
+
+  /// The same through the binary: pg_dump | gzip, `backup import`, `backup restore --tables`.
+  @Test func importAndRestoreOneTableThroughTheBinary() throws {
+    guard let url = serverURL() else { return }
+    let server = PGServer(url)
+    let source = try server.freshDatabase("imb")
+    try source.psql(importSQL)
+    let shell = AIShellRunner()
+    let file = shell.work.file("dump.sql.gz")
+    try server.pgDumpPlain(source.name, to: file, gzip: true)
+    let imported = try shell.run(["backup", "import", file, "--database", source.url, "--json"])
+    #expect(imported.status == 0, "\(imported.stderr)")
+    let id = try #require(((imported.json as? [String: Any])?["backup"] as? [String: Any])?["id"] as? String)
+    let target = server.unusedDatabase("imb")
+    let restored = try shell.run([
+      "backup", "restore", id, "--database", target.url, "--tables", "public.a b",
+    ])
+    #expect(restored.status == 0, "\(restored.stderr)")
+    #expect(
+      try target.psql(
+        "SELECT string_agg(c.oid::regclass::text || ':' || c.relkind::text, ' ' ORDER BY c.relname) FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'i', 'S')"
+      ) == "\"a b\":r \"idx ON weird\":i \"pk ab\":i standalone:S")
+    #expect(try target.psql("SELECT count(*) FROM \"a b\"") == "40")
+    #expect(try target.psql("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal") == "t r g")
+  }
+}
+
+/// A value set by one thread and read by another.
+final class Box<T>: @unchecked Sendable {
+  private let lock = NSLock()
+  private var stored: T
+  init(_ value: T) { stored = value }
+  var value: T {
+    get { lock.withLock { stored } }
+    set { lock.withLock { stored = newValue } }
+  }
+}
+
+/// A table dropped, and rows written, by concurrent sessions while a backup runs (issue #4,
+/// "Faults"): the backup's ACCESS SHARE locks make the DROP wait until the backup has finished,
+/// so the backup holds the whole table (and restores it), and the writes it did not see are
+/// absent as a whole; a DROP that commits between the backup's snapshot and its locks makes the
+/// backup fail clearly, with nothing listed.
+@Suite(.serialized) struct PostgresConcurrentDropTests {
+  @Test(arguments: [1, 2]) func droppedDuringTheBackupWaitsForIt(jobs: Int) throws {
+    guard let url = serverURL() else { return }
+    let server = PGServer(url)
+    let source = try server.freshDatabase("drop")
+    try source.psql(
+      """
+      CREATE TABLE victim (id int PRIMARY KEY, pad text);
+      INSERT INTO victim SELECT i, md5(i::text) FROM generate_series(1, 400000) i;
+      CREATE INDEX victim_pad ON victim (pad);
+      CREATE TABLE ledger_a (n int PRIMARY KEY);
+      CREATE TABLE ledger_b (n int PRIMARY KEY);
+      """)
+    let victimSum = try source.psql("SELECT sum(id) FROM victim")
+    let dir = TempDir()
+    let path = dir.path
+    let sourceURL = source.url
+    let backup = Box<Result<String, Error>?>(nil)
+    let backupEnded = Box<Date?>(nil)
+    let backupDone = DispatchSemaphore(value: 0)
+    // a writer that keeps count(ledger_a) = count(ledger_b) in every transaction
+    let stop = StopFlag()
+    let writerDone = startWriter(sourceURL, stop) { i in
+      "BEGIN; INSERT INTO ledger_a VALUES (\(i)); INSERT INTO ledger_b VALUES (\(i)); COMMIT"
+    }
+    while stop.transfers < 20 { Thread.sleep(forTimeInterval: 0.01) }
+    Thread.detachNewThread {
+      defer { backupDone.signal() }
+      var options = BackupService.CreateOptions(database: sourceURL, lockTimeoutSeconds: 30)
+      options.jobs = jobs
+      do {
+        backup.value = .success(try BackupService(backupDirectory: path).create(options).id)
+      } catch {
+        backup.value = .failure(error)
+      }
+      backupEnded.value = Date()
+    }
+    // wait until the backup is copying the table's rows, then DROP it from another session
+    let watcher = try source.server.connection(source.name)
+    var copying = false
+    let deadline = Date().addingTimeInterval(120)
+    while !copying && Date() < deadline && backupEnded.value == nil {
+      copying =
+        try watcher.query(
+          "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND query LIKE 'COPY %public.victim %TO STDOUT'"
+        ).first?.first != "0"  // (with --jobs 2 the table is read in page ranges by both workers)
+      if !copying { Thread.sleep(forTimeInterval: 0.005) }
+    }
+    try #require(copying, "the backup must still be copying the table when the DROP is issued")
+    let dropEnded = Box<Date?>(nil)
+    let dropError = Box<String?>(nil)
+    let dropDone = DispatchSemaphore(value: 0)
+    Thread.detachNewThread {
+      defer { dropDone.signal() }
+      do {
+        let db = try PGConnection(try ConnInfo(sourceURL))
+        _ = try db.query("SET application_name = 'dropper'; SET lock_timeout = '120s'")
+        _ = try db.query("DROP TABLE victim")
+        dropEnded.value = Date()
+      } catch {
+        dropError.value = "\(error)"
+      }
+    }
+    // the DROP waits for a lock held by the backup, while the backup is still running
+    var waiting = false
+    while !waiting && Date() < deadline && backupEnded.value == nil {
+      waiting =
+        try watcher.query(
+          """
+          SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE a.application_name = 'dropper' AND l.mode = 'AccessExclusiveLock' AND NOT l.granted
+            AND l.relation = 'victim'::regclass AND cardinality(pg_blocking_pids(a.pid)) > 0
+          """
+        ).first?.first == "1"
+      if !waiting { Thread.sleep(forTimeInterval: 0.005) }
+    }
+    #expect(waiting, "the DROP must wait for the backup's lock")
+    #expect(dropEnded.value == nil, "the DROP must not end while the backup runs")
+    backupDone.wait()
+    stop.set()
+    writerDone.wait()
+    #expect(dropDone.wait(timeout: .now() + 60) == .success)
+    #expect(dropError.value == nil, "\(dropError.value ?? "")")
+    // it was still waiting while the backup ran (above), and ended with the backup's transaction
+    let ended = try #require(backupEnded.value)
+    let dropped = try #require(dropEnded.value)
+    #expect(abs(dropped.timeIntervalSince(ended)) < 10)
+    let id = try backup.value!.get()
+    let service = BackupService(backupDirectory: path)
+    let m = try service.manifest(for: id)
+    #expect(m.tableParts.first { $0.table == "public.victim" }?.rows == 400000)
+    #expect(try source.psql("SELECT count(*) FROM pg_class WHERE relname = 'victim'") == "0")
+    let target = server.unusedDatabase("drop")
+    _ = try service.restore(id, options: .init(target: target.url))
+    #expect(try target.psql("SELECT count(*) || ' ' || sum(id) FROM victim") == "400000 \(victimSum)")
+    #expect(
+      try target.psql(
+        "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'victim'::regclass ORDER BY 1")
+        == "victim_pad\nvictim_pkey")
+    let ledgers = try target.psql(
+      "SELECT (SELECT count(*) FROM ledger_a) || ' ' || (SELECT count(*) FROM ledger_b)")
+    let counts = ledgers.split(separator: " ")
+    #expect(counts.count == 2 && counts[0] == counts[1], "\(ledgers)")
+    #expect(
+      Int(counts.first ?? "") ?? 0 < stop.transfers, "rows written after the snapshot are not in the backup")
+  }
+
+  /// The DROP commits after the backup took its snapshot but before it locked the table: the
+  /// backup fails with a clear message, and nothing is listed.
+  @Test func droppedBeforeTheBackupLocksFailsClearly() throws {
+    guard let url = serverURL() else { return }
+    let server = PGServer(url)
+    let source = try server.freshDatabase("drop")
+    try source.psql("CREATE TABLE victim (id int); INSERT INTO victim SELECT generate_series(1, 1000)")
+    // a session that has dropped the table but not committed yet: the backup's snapshot still
+    // sees the table, and its LOCK waits for this session
+    let dropper = try source.server.connection(source.name)
+    _ = try dropper.query("SET application_name = 'dropper'; BEGIN; DROP TABLE victim")
+    let dir = TempDir()
+    let path = dir.path
+    let sourceURL = source.url
+    let outcome = ResultBox()
+    let done = DispatchSemaphore(value: 0)
+    Thread.detachNewThread {
+      defer { done.signal() }
+      do {
+        _ = try BackupService(backupDirectory: path).create(
+          .init(database: sourceURL, lockTimeoutSeconds: 60))
+        outcome.set(nil)
+      } catch {
+        outcome.set(error)
+      }
+    }
+    let watcher = try source.server.connection(source.name)
+    var blocked = false
+    let deadline = Date().addingTimeInterval(60)
+    while !blocked && Date() < deadline {
+      blocked =
+        try watcher.query(
+          """
+          SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE a.application_name <> 'dropper' AND NOT l.granted AND l.relation IS NOT NULL
+            AND a.datname = current_database()
+          """
+        ).first?.first == "1"
+      if !blocked { Thread.sleep(forTimeInterval: 0.01) }
+    }
+    #expect(blocked, "the backup must wait for the dropping session's lock")
+    _ = try dropper.query("COMMIT")
+    #expect(done.wait(timeout: .now() + 60) == .success)
+    let error = try #require(outcome.error as? BackupError, "the backup must fail")
+    #expect(error.status == .database)
+    #expect(error.message.contains("victim"), "\(error.message)")
+    #expect(error.message.contains("dropped"), "\(error.message)")
+    #expect(!error.description.contains("\n"))
+    let service = BackupService(backupDirectory: path)
+    #expect(try service.list().allSatisfy { $0.status != .complete })
+    #expect(
+      try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".manifest.json") }
+        .isEmpty)
   }
 }

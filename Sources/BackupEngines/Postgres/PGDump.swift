@@ -101,15 +101,22 @@ extension PostgresEngine {
     try checkPrivileges(db, plan)
     // hold ACCESS SHARE on every dumped table for the whole dump: no DROP/ALTER can slip in
     // between pg_dump's catalog reads and our COPYs
-    if !plan.tables.isEmpty {
-      do {
-        try db.query("LOCK TABLE \(plan.tables.map(\.sql).joined(separator: ", ")) IN ACCESS SHARE MODE")
-      } catch let e as BackupError {
-        throw BackupError(
-          .database, e.message,
-          hint: "another session holds a conflicting lock; retry or raise the lock timeout")
-      }
-    }
+    try lockTables(db, plan.tables)
+    // every other session that locks the tables does so now, before the data: a DROP issued
+    // while the rows are copied then waits for the backup (behind its locks) instead of making
+    // a later lock of ours queue behind the DROP (docs/ARCHITECTURE.md, "PostgreSQL locks are all taken before the data")
+    // (big tables split into page ranges, so one big table is read in parallel too)
+    let layout = PGPartLayout(format: options.format, mtime: Int64(options.createdAt.timeIntervalSince1970))
+    let units =
+      options.jobs > 1
+      ? PGDumpUnit.plan(
+        tables: plan.dataTables.count, pages: try splittablePages(db, plan.dataTables, layout))
+      : []
+    let workers =
+      units.count > 1
+      ? try (0..<min(options.jobs, units.count)).map { _ in
+        try openWorker(snapshot: snapshot, lockMillis: lockMillis, tables: plan.dataTables)
+      } : []
     let map = try db.objectTableMap()
     let encoding = db.serverEncoding
     let dumpArgs: [String] = {
@@ -125,14 +132,15 @@ extension PostgresEngine {
     let child = PGDumpTool.ChildConnection(db)
     var objects: [SchemaObject] = []
     let out = OutputBuffer(sink: sink)
-    let layout = PGPartLayout(format: options.format, mtime: Int64(options.createdAt.timeIntervalSince1970))
 
-    // pg_dump's post-data section is read while the rows are dumped (same snapshot)
+    // pg_dump's pre-data and post-data sections, both read before the data (see above), at once
     let postData = PGBackground {
       try pgDump.run(dumpArgs + ["--section=post-data"], connection: child, endpoint: db.endpoint)
     }
-    // schema: pg_dump's pre-data section, with our object markers
     let pre = try pgDump.run(dumpArgs + ["--section=pre-data"], connection: child, endpoint: db.endpoint)
+    let post = try postData.result()
+
+    // schema: the pre-data section, with our object markers
     var schema = Array(
       "-- ai-shell backup of PostgreSQL database \(sanitize(db.info.databaseName)) (server \(serverVersion)), made with pg_dump \(pgDump.major)\n"
         .utf8)
@@ -140,23 +148,18 @@ extension PostgresEngine {
       schema += Array(
         "-- restore with: psql -v ON_ERROR_STOP=1 -d newdb -f this-file (after decompressing)\n".utf8)
     }
-    schema += annotate(pre, map: map, objects: &objects)
+    var annotator = PGAnnotator(PGCatalogResolver(map: map))
+    schema += annotator.annotate(pre)
+    objects += annotator.takeObjects()
     try sink.beginPart(kind: .schema, table: nil)
     out.append(contentsOf: try layout.scriptPart(.schema, schema))
     try out.flush()
     try sink.endPart(rows: nil, contentChecksum: nil)
 
     // one part per table, from this connection or from parallel workers on the same snapshot
-    // (big tables split into page ranges, so one big table is read in parallel too)
-    let units =
-      options.jobs > 1
-      ? PGDumpUnit.plan(
-        tables: plan.dataTables.count, pages: try splittablePages(db, plan.dataTables, layout))
-      : []
-    if units.count > 1 {
+    if !workers.isEmpty {
       try dumpTablesInParallel(
-        plan.dataTables, units: units, layout: layout, snapshot: snapshot, jobs: options.jobs,
-        lockMillis: lockMillis, to: sink)
+        plan.dataTables, units: units, layout: layout, workers: PGWorkers(workers), to: sink)
     } else {
       for t in plan.dataTables {
         try sink.beginPart(kind: .table, table: t.name)
@@ -185,7 +188,6 @@ extension PostgresEngine {
       seqText += Bytes.markerPrefix + Bytes.markerJSON(o) + "\n"
       seqText += "SELECT pg_catalog.setval(\(lit), \(last), \(called));\n"
     }
-    let post = try postData.result()
     var postScript: [UInt8] = []
     if !seqText.isEmpty {
       // pg_dump's post-data starts with its own SET lines; ours need search_path-free names only
@@ -193,7 +195,8 @@ extension PostgresEngine {
         "\n--\n-- Sequence values, read in the backup's snapshot (added by ai-shell)\n--\n\n".utf8)
       postScript += Array(seqText.utf8)
     }
-    postScript += annotate(post, map: map, objects: &objects)
+    postScript += annotator.annotate(post)
+    objects += annotator.takeObjects()
     try sink.beginPart(kind: .postData, table: nil)
     out.append(contentsOf: try layout.scriptPart(.postData, postScript))
     try out.flush()
@@ -326,36 +329,60 @@ extension PostgresEngine {
     return checksum
   }
 
-  /// The table parts from `jobs` worker connections that all import the backup's snapshot
-  /// (`SET TRANSACTION SNAPSHOT`); units (tables, or page ranges of big tables) reach the sink
-  /// in order (PGParallelDump), each table's units in one part.
+  /// `LOCK TABLE … IN ACCESS SHARE MODE` on the backup's tables, held to the end of the
+  /// transaction; a table dropped since the snapshot, or a lock not granted within the lock
+  /// timeout, is a clear error.
+  func lockTables(_ db: PGConnection, _ tables: [PGTable]) throws {
+    guard !tables.isEmpty else { return }
+    let sql = "LOCK TABLE \(tables.map(\.sql).joined(separator: ", ")) IN ACCESS SHARE MODE"
+    do {
+      try Array(sql.utf8).withUnsafeBytes { _ = try db.execRaw($0) }
+    } catch let e as PGStatementError {
+      if e.sqlstate == "42P01" {
+        throw BackupError(
+          .database,
+          "PostgreSQL at \(db.endpoint): \(e.message): the table was dropped by another session after the backup started",
+          hint: "run the backup again")
+      }
+      throw BackupError(
+        .database, "PostgreSQL at \(db.endpoint): cannot lock the tables to back up: \(e.message)",
+        hint:
+          "another session holds or waits for an exclusive lock on one of them (ALTER, DROP, TRUNCATE, VACUUM FULL); retry, or raise --lock-timeout"
+      )
+    }
+  }
+
+  /// A worker connection for `--jobs`: in the backup's snapshot, with the tables locked.
+  func openWorker(snapshot: String, lockMillis: Int, tables: [PGTable]) throws -> PGConnection {
+    let c = try PGConnection(try ConnInfo(url))
+    try c.setStableOutput()
+    try c.query("SET lock_timeout = \(lockMillis)")
+    try c.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    try c.query("SET TRANSACTION SNAPSHOT '\(snapshot)'")
+    try lockTables(c, tables)
+    return c
+  }
+
+  /// The table parts from the worker connections (all in the backup's snapshot, see
+  /// `openWorker`); units (tables, or page ranges of big tables) reach the sink in order
+  /// (PGParallelDump), each table's units in one part.
   func dumpTablesInParallel(
-    _ tables: [PGTable], units: [PGDumpUnit], layout: PGPartLayout, snapshot: String, jobs: Int,
-    lockMillis: Int, to sink: PartSink
+    _ tables: [PGTable], units: [PGDumpUnit], layout: PGPartLayout, workers: PGWorkers, to sink: PartSink
   ) throws {
-    let info = try ConnInfo(url)
+    let jobs = workers.connections.count
     let shared = PGParallelDump(count: units.count, lookahead: jobs + 1)
-    let workers = min(jobs, units.count)
     let engine = self
     var writeError: Error?
     let group = DispatchGroup()
     group.enter()
     DispatchQueue.global().async {
-      runThreads(workers) { _ in
-        var db: PGConnection?
+      runThreads(jobs) { w in
+        let db = workers.connections[w]
         while let i = shared.claim() {
           do {
-            if db == nil {
-              let c = try PGConnection(info)
-              try c.setStableOutput()
-              try c.query("SET lock_timeout = \(lockMillis)")
-              try c.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-              try c.query("SET TRANSACTION SNAPSHOT '\(snapshot)'")
-              db = c
-            }
             let out = OutputBuffer(sink: PGPipeSink(shared, i))
             let unit = units[i]
-            let checksum = try engine.dumpTable(db!, tables[unit.table], layout: layout, out: out, unit: unit)
+            let checksum = try engine.dumpTable(db, tables[unit.table], layout: layout, out: out, unit: unit)
             try out.flush()
             shared.finish(i, checksum)
           } catch {
@@ -391,31 +418,6 @@ extension PostgresEngine {
     }
     group.wait()
     if let writeError { throw writeError }
-  }
-
-  /// Copies pg_dump's output, adding an ai-shell marker after each `-- Name: …` TOC header
-  /// (only at statement boundaries, never inside a function body or a string).
-  func annotate(_ b: [UInt8], map: ObjectTableMap, objects: inout [SchemaObject]) -> [UInt8] {
-    var out: [UInt8] = []
-    out.reserveCapacity(b.count + b.count / 8)
-    guard let pieces = try? PGText.pieces(b) else { return b }
-    for p in pieces {
-      switch p {
-      case .statement(let r):
-        out.append(contentsOf: b[r])
-      case .line(let r):
-        out.append(contentsOf: b[r])
-        guard
-          b[r].starts(with: Array("-- Name: ".utf8)) || b[r].starts(with: Array("-- Data for Name: ".utf8)),
-          let h = TOCHeader(String(decoding: b[r], as: UTF8.self))
-        else { continue }
-        let name = h.schema.map { "\($0).\(h.tag)" } ?? h.tag
-        let o = SchemaObject(type: h.type.lowercased(), name: name, table: map.table(for: h))
-        objects.append(o)
-        out.append(contentsOf: Array((Bytes.markerPrefix + Bytes.markerJSON(o) + "\n").utf8))
-      }
-    }
-    return out
   }
 
   func sanitize(_ s: String) -> String {
@@ -524,7 +526,12 @@ struct PGDumpTool {
     guard r.status == 0 else {
       var message = oneLine(String(decoding: r.stderr, as: UTF8.self))
       if let pw = connection.password { message = message.replacingOccurrences(of: pw, with: "***") }
-      throw BackupError(.database, "pg_dump failed for \(endpoint): \(message)")
+      // pg_dump's own LOCK TABLE queued behind another session's exclusive lock request
+      let lockHint =
+        message.contains("LOCK TABLE")
+        ? "another session holds or waits for an exclusive lock on a table (ALTER, DROP, TRUNCATE); retry, or raise --lock-timeout"
+        : nil
+      throw BackupError(.database, "pg_dump failed for \(endpoint): \(message)", hint: lockHint)
     }
     return r.stdout
   }

@@ -166,6 +166,12 @@ final class PGBackground<T>: @unchecked Sendable {
   }
 }
 
+/// The worker connections of a parallel dump, one per thread (each used by its thread only).
+final class PGWorkers: @unchecked Sendable {
+  let connections: [PGConnection]
+  init(_ connections: [PGConnection]) { self.connections = connections }
+}
+
 /// Runs `body(worker)` on `count` threads and waits for all of them.
 func runThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
   let group = DispatchGroup()

@@ -5,7 +5,9 @@ import Foundation
 /// (docs/FORMAT.md, "Exported copies and imported dumps"): everything before the first
 /// `COPY … FROM stdin;` is the schema part, each COPY block a table part (its rows counted),
 /// and the rest (sequence values, indexes, constraints, triggers …, kept in memory: it is
-/// schema-sized) the post-data part.
+/// schema-sized) the post-data part. The script is split into statements as psql splits it
+/// (PGScriptReader) and gets the object markers our own dumps carry (PGAnnotator with
+/// PGScriptResolver), so `restore --tables` restores single tables of it.
 public enum PGPlainDump {
   public struct Result: Sendable {
     public var serverVersion: String
@@ -20,39 +22,52 @@ public enum PGPlainDump {
 
   public static func convert(_ source: ByteSource, to sink: PartSink) throws -> Result {
     let reader = InputReader(source)
+    let script = PGScriptReader(reader)
     let out = OutputBuffer(sink: sink)
+    var annotator = PGAnnotator(PGScriptResolver())
+    var piece: [UInt8] = []
     var line: [UInt8] = []
     var post: [UInt8] = []
     var version = "unknown (pg_dump)"
-    var objects: [SchemaObject] = []
     var seen: Set<String> = []
+    var copied: [String] = []
     var inData = false
     var complete = false
     try sink.beginPart(kind: .schema, table: nil)
-    while try reader.readLine(into: &line) {
-      if !inData, line.starts(with: Array("-- Dumped from database version ".utf8)) {
-        version = String(decoding: line.dropFirst(32), as: UTF8.self).trimmingCharacters(
-          in: .whitespacesAndNewlines)
+    while let kind = try script.next(into: &piece) {
+      if kind == .line {
+        if !inData, piece.starts(with: Array("-- Dumped from database version ".utf8)) {
+          version = String(decoding: piece.dropFirst(32), as: UTF8.self).trimmingCharacters(
+            in: .whitespacesAndNewlines)
+        }
+        if piece.starts(with: Array("-- PostgreSQL database dump complete".utf8)) { complete = true }
       }
-      guard let table = copyTarget(line) else {
-        if line.starts(with: Array("-- PostgreSQL database dump complete".utf8)) { complete = true }
-        if inData { post += line } else { out.append(contentsOf: line) }
-        try out.flushIfNeeded()
+      guard kind == .statement, let table = copyTarget(piece) else {
+        if inData {
+          kind == .line ? annotator.line(piece[...], to: &post) : annotator.statement(piece[...], to: &post)
+        } else {
+          kind == .line
+            ? annotator.line(piece[...], to: &out.bytes) : annotator.statement(piece[...], to: &out.bytes)
+          try out.flushIfNeeded()
+        }
         continue
       }
       guard seen.insert(table).inserted else {
         throw BackupError(.usage, "table \"\(table)\" has two COPY blocks in the dump")
       }
-      if !inData {
+      if inData {
+        annotator.finish(to: &post)
+      } else {
+        annotator.finish(to: &out.bytes)
         try out.flush()
         try sink.endPart(rows: nil, contentChecksum: nil)
         inData = true
       }
-      objects.append(SchemaObject(type: "table", name: table, table: table))
+      copied.append(table)
       try sink.beginPart(kind: .table, table: table)
       let marker = SchemaObject(type: "data", name: table, table: table)
       out.append(Bytes.markerPrefix + Bytes.markerJSON(marker) + "\n")
-      out.append(contentsOf: line)
+      out.append(contentsOf: piece)
       var rows: Int64 = 0
       var ended = false
       while try reader.readLine(into: &line) {
@@ -74,6 +89,7 @@ public enum PGPlainDump {
       try sink.endPart(rows: rows, contentChecksum: nil)
     }
     if !inData {
+      annotator.finish(to: &out.bytes)
       try out.flush()
       try sink.endPart(rows: nil, contentChecksum: nil)
     }
@@ -83,10 +99,18 @@ public enum PGPlainDump {
         "the pg_dump script is incomplete: it does not end with \"-- PostgreSQL database dump complete\"",
         hint: "the dump was cut short; make it again")
     }
+    annotator.finish(to: &post)
     try sink.beginPart(kind: .postData, table: nil)
     out.append(contentsOf: post)
     try out.flush()
     try sink.endPart(rows: nil, contentChecksum: nil)
+    // the data headers' markers stay in the script; the table objects already name the tables,
+    // and every table the script fills is listed, even if its CREATE TABLE had no TOC header
+    var objects = annotator.objects.filter { $0.type != "table data" }
+    let listed = Set(objects.filter { $0.type == "table" }.map(\.name))
+    for t in copied where !listed.contains(t) {
+      objects.append(SchemaObject(type: "table", name: t, table: t))
+    }
     return Result(serverVersion: version, objects: objects)
   }
 
@@ -124,5 +148,39 @@ public enum PGPlainDump {
     rest = rest.dropFirst()
     guard let table = ident() else { return nil }
     return "\(schema).\(table)"
+  }
+}
+
+/// Splits a psql script read from a stream into the pieces PGText.pieces makes of a whole one
+/// (comment, blank and meta-command lines; statements up to the end of the line holding their
+/// `;`), holding only the current statement in memory. COPY data is not lexed: the caller reads
+/// it from the same InputReader after a `COPY … FROM stdin;` statement.
+final class PGScriptReader {
+  enum Kind { case line, statement }
+  private let reader: InputReader
+  private var line: [UInt8] = []
+
+  init(_ reader: InputReader) { self.reader = reader }
+
+  /// The next piece into `piece`, or nil at the end of the script.
+  func next(into piece: inout [UInt8]) throws -> Kind? {
+    guard try reader.readLine(into: &piece) else { return nil }
+    var first = 0
+    while first < piece.count && (piece[first] == 0x20 || piece[first] == 0x09) { first += 1 }
+    if PGText.isBlank(piece[first...]) || piece[first...].starts(with: [0x2D, 0x2D]) || piece[first] == 0x5C {
+      return .line
+    }
+    var scanner = PGText.StatementScanner()
+    var from = first
+    while piece.withUnsafeBufferPointer({ scanner.scan($0, from: from, to: $0.count) }) == nil {
+      guard try reader.readLine(into: &line) else {
+        throw BackupError(
+          .corrupt, "the pg_dump script ends inside an SQL statement",
+          hint: "the dump was cut short; make it again")
+      }
+      from = piece.count
+      piece += line
+    }
+    return .statement
   }
 }

@@ -13,77 +13,110 @@ enum PGText {
 
   /// The index of the `;` ending the statement that starts at `start`, or nil if it does not end.
   static func statementEnd(_ b: [UInt8], from start: Int) -> Int? {
-    let n = b.count
-    var i = start
-    while i < n {
-      let c = b[i]
-      switch c {
-      case 0x27:  // '
-        let escapes =
-          i > start && (b[i - 1] == 0x45 || b[i - 1] == 0x65) && (i - 1 == start || !isIdentByte(b[i - 2]))
-        i += 1
-        while i < n {
-          if escapes && b[i] == 0x5C {
-            i += 2
-            continue
-          }
-          if b[i] == 0x27 {
-            if i + 1 < n && b[i + 1] == 0x27 {
-              i += 2
-              continue
-            }
-            break
-          }
-          i += 1
-        }
-        i += 1
-      case 0x22:  // "
-        i += 1
-        while i < n && b[i] != 0x22 { i += 1 }
-        i += 1
-      case 0x2D where i + 1 < n && b[i + 1] == 0x2D:  // --
-        while i < n && b[i] != 0x0A { i += 1 }
-      case 0x2F where i + 1 < n && b[i + 1] == 0x2A:  // /*
-        var depth = 1
-        i += 2
-        while i < n && depth > 0 {
-          if b[i] == 0x2F && i + 1 < n && b[i + 1] == 0x2A {
-            depth += 1
-            i += 2
-          } else if b[i] == 0x2A && i + 1 < n && b[i + 1] == 0x2F {
-            depth -= 1
-            i += 2
-          } else {
-            i += 1
-          }
-        }
-      case 0x24 where i == start || !isIdentByte(b[i - 1]):  // $tag$
-        var j = i + 1
-        while j < n && isIdentByte(b[j]) && b[j] != 0x24 { j += 1 }
-        let tagOK = j < n && b[j] == 0x24 && (j == i + 1 || !(b[i + 1] >= 0x30 && b[i + 1] <= 0x39))
-        guard tagOK else {
-          i += 1
-          continue
-        }
-        let tag = Array(b[i...j])
-        var k = j + 1
-        var closed = false
-        while k + tag.count <= n {
-          if b[k] == 0x24 && b[k..<(k + tag.count)].elementsEqual(tag) {
-            closed = true
-            break
-          }
-          k += 1
-        }
-        if !closed { return nil }
-        i = k + tag.count
-      case 0x3B:
-        return i
-      default:
+    var scanner = StatementScanner()
+    return b.withUnsafeBufferPointer { scanner.scan($0, from: start, to: $0.count) }
+  }
+
+  /// Finds the `;` that ends a statement in text fed to it piece by piece (a line at a time
+  /// when streaming, or a whole script at once): its state carries over between calls, so a
+  /// quote, dollar quote or comment may span any number of pieces.
+  struct StatementScanner {
+    enum Mode: Equatable {
+      case normal
+      /// Inside '…' (E'…' with backslash escapes); `closing`: the byte before was a `'` that
+      /// closes the string unless another `'` follows.
+      case single(escapes: Bool, closing: Bool, escaped: Bool)
+      case double
+      case lineComment
+      case block(depth: Int)
+      /// After a `$` that may open a dollar quote; the tag so far (without `$`).
+      case tagStart([UInt8])
+      /// Inside a dollar quote closed by `tag` (with both `$`); `matched` bytes of it seen.
+      case dollar(tag: [UInt8], matched: Int)
+    }
+    var mode = Mode.normal
+    /// The two bytes before the current one (0: none), whatever the mode.
+    private var prev1: UInt8 = 0
+    private var prev2: UInt8 = 0
+    /// Set when the current byte ended a two-byte token (`/*`, `*/`): it starts no other one.
+    private var swallowed = false
+
+    /// Scans `b[from..<to]`; returns the index of the statement's `;`, or nil if it continues.
+    mutating func scan(_ b: UnsafeBufferPointer<UInt8>, from: Int, to: Int) -> Int? {
+      var i = from
+      while i < to {
+        let c = b[i]
+        if step(c) { return i }
+        prev2 = prev1
+        prev1 = swallowed ? 0 : c
+        swallowed = false
         i += 1
       }
+      return nil
     }
-    return nil
+
+    /// Takes one byte; true if it is the statement's `;`.
+    @inline(__always) private mutating func step(_ c: UInt8) -> Bool {
+      switch mode {
+      case .normal:
+        switch c {
+        case 0x27:  // '
+          let escapes = (prev1 == 0x45 || prev1 == 0x65) && !PGText.isIdentByte(prev2)
+          mode = .single(escapes: escapes, closing: false, escaped: false)
+        case 0x22: mode = .double
+        case 0x2D where prev1 == 0x2D: mode = .lineComment
+        case 0x2A where prev1 == 0x2F:
+          mode = .block(depth: 1)
+          swallowed = true
+        case 0x24 where !PGText.isIdentByte(prev1): mode = .tagStart([])
+        case 0x3B: return true
+        default: break
+        }
+      case .single(let escapes, let closing, let escaped):
+        if closing {
+          if c == 0x27 {
+            mode = .single(escapes: escapes, closing: false, escaped: false)
+          } else {
+            mode = .normal
+            return step(c)
+          }
+        } else if escaped {
+          mode = .single(escapes: escapes, closing: false, escaped: false)
+        } else if escapes && c == 0x5C {
+          mode = .single(escapes: escapes, closing: false, escaped: true)
+        } else if c == 0x27 {
+          mode = .single(escapes: escapes, closing: true, escaped: false)
+        }
+      case .double:
+        if c == 0x22 { mode = .normal }
+      case .lineComment:
+        if c == 0x0A { mode = .normal }
+      case .block(let depth):
+        if c == 0x2A && prev1 == 0x2F {
+          mode = .block(depth: depth + 1)
+          swallowed = true
+        } else if c == 0x2F && prev1 == 0x2A {
+          mode = depth == 1 ? .normal : .block(depth: depth - 1)
+          swallowed = true
+        }
+      case .tagStart(let tag):
+        if c == 0x24 {
+          mode = .dollar(tag: [0x24] + tag + [0x24], matched: 0)
+        } else if PGText.isIdentByte(c) && !(tag.isEmpty && c >= 0x30 && c <= 0x39) {
+          mode = .tagStart(tag + [c])
+        } else {
+          mode = .normal
+          return step(c)
+        }
+      case .dollar(let tag, let matched):
+        if c == tag[matched] {
+          mode = matched + 1 == tag.count ? .normal : .dollar(tag: tag, matched: matched + 1)
+        } else {
+          mode = .dollar(tag: tag, matched: c == 0x24 ? 1 : 0)
+        }
+      }
+      return false
+    }
   }
 
   static func lineEnd(_ b: [UInt8], from i: Int) -> Int {
