@@ -37,6 +37,9 @@ struct MyServer {
     "mysql://\(user):\(pw ?? password)@\(host):\(port)/\(db)"
   }
 
+  /// The URL without a password, as a user types it (the password then comes from MYSQL_PWD).
+  func passwordlessURL(db: String) -> String { "mysql://\(user)@\(host):\(port)/\(db)" }
+
   /// Runs the mariadb client (script on stdin) against a database; throws on any error.
   @discardableResult
   func client(_ db: String?, _ sql: String, bytes: [UInt8]? = nil) throws -> String {
@@ -81,44 +84,12 @@ final class MyScratch {
   deinit { _ = try? server.client(nil, "DROP DATABASE IF EXISTS `\(name)`") }
 }
 
-struct MyDumped {
-  var sink: MemorySink
-  var result: DumpResult
-  var format = DumpFormat.sql
-  func request(
-    tables: Set<String>? = nil, dropExisting: Bool = false, continueOnError: Bool = false, jobs: Int = 1
-  ) -> RestoreRequest {
-    var r = RestoreRequest(
-      format: format, parts: sink.parts.map { RestorePart(kind: $0.kind, table: $0.table) },
-      objects: result.objects, tables: tables, dropExisting: dropExisting, continueOnError: continueOnError,
-      lockTimeoutSeconds: 5)
-    r.jobs = jobs
-    return r
-  }
-  var opener: MemoryParts { MemoryParts(sink.parts.map(\.bytes)) }
-  var tableParts: [MemorySink.Part] { sink.parts.filter { $0.kind == .table } }
-  var tables: [String] { tableParts.map { $0.table! } }
-  var text: String { String(decoding: sink.allBytes, as: UTF8.self) }
-}
-
 func myDump(_ url: String, tables: [String]? = nil, format: DumpFormat = .sql, jobs: Int = 1) throws
-  -> MyDumped
+  -> EngineDump
 {
-  let sink = MemorySink()
-  let result = try MariaDBEngine(url: url).dump(
-    options: DumpOptions(
-      format: format, tables: tables, lockTimeoutSeconds: 5,
-      createdAt: Date(timeIntervalSince1970: 1_700_000_000),
-      jobs: jobs), to: sink)
-  return MyDumped(sink: sink, result: result, format: format)
-}
-
-func expectStatsMatch(_ stats: [String: TableStats], _ dumped: MyDumped) {
-  for part in dumped.tableParts {
-    let s = stats[part.table!]
-    #expect(s?.rows == part.rows, "rows of \(part.table!)")
-    #expect(s?.contentChecksum == part.contentChecksum, "checksum of \(part.table!)")
-  }
+  try EngineDump(
+    MariaDBEngine(url: url), tables: tables, format: format, jobs: jobs,
+    createdAt: Date(timeIntervalSince1970: 1_700_000_000))
 }
 
 /// Every type and object kind the fidelity tests check.
@@ -280,6 +251,7 @@ func myShape(_ db: MyScratch) throws -> String {
     #expect(r.status == 0, "\(r.stderr)")
     expectStatsMatch(try viaClient.engine.tableStats(dumped.tables), dumped)
     #expect(try myShape(viaClient) == myShape(source))
+    #expect(try myChecksums(viaClient) == myChecksums(source))
   }
 
   /// The fidelity database through json and csv (dump, restore sequentially and with --jobs 3),
@@ -335,6 +307,7 @@ func myShape(_ db: MyScratch) throws -> String {
       #expect(report.tables.first { $0.name == "big" }?.rows == 20000)
       expectStatsMatch(try target.engine.tableStats(dumped.tables), dumped)
       #expect(try myShape(target) == myShape(source))
+      #expect(try myChecksums(target) == myChecksums(source), "\(format) --jobs \(jobs)")
       #expect(try target.sql("SELECT COUNT(*) FROM audit") == "0")
       try target.sql("INSERT INTO `we``ird tab le` (`the value`) VALUES ('next')")
       #expect(try target.sql("SELECT MAX(`col ``1`` x`) FROM `we``ird tab le`") == "5001")
@@ -400,22 +373,16 @@ func myShape(_ db: MyScratch) throws -> String {
     for failPart in [1, dumped.sink.parts.count - 1] {
       let target = try server.freshDatabase("dst")
       try target.sql("CREATE TABLE keep_me (y INT)")
-      let opener = dumped.opener
-      opener.failPart = failPart
-      opener.failAfter = dumped.sink.parts[failPart].bytes.count / 2
-      do {
-        _ = try target.engine.restore(dumped.request(), parts: opener)
-        Issue.record("a corrupt part must fail the restore")
-      } catch let e as BackupError {
-        #expect(e.status == .corrupt)
-      }
+      let error = dumped.restoreError(into: target.engine, failingPart: failPart)
+      #expect(
+        (error as? BackupError)?.status == .corrupt, "a corrupt part must fail the restore: \(error as Any)")
       #expect(
         try target.sql(
           "SELECT GROUP_CONCAT(TABLE_NAME) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()")
           == "keep_me")
       // a restore that created its database removes it again
       let fresh = server.unusedDatabase("new")
-      _ = try? fresh.engine.restore(dumped.request(), parts: opener)
+      #expect(dumped.restoreError(into: fresh.engine, failingPart: failPart) != nil)
       #expect(try !fresh.exists())
     }
   }
@@ -434,15 +401,11 @@ func myShape(_ db: MyScratch) throws -> String {
     #expect(dumped.sink.parts[index].bytes.count > 20 << 20)
     for jobs in [1, 2] {
       let target = try server.freshDatabase("dst")
-      let opener = dumped.opener
-      opener.failPart = index
-      opener.failAfter = dumped.sink.parts[index].bytes.count - 1000
-      do {
-        _ = try target.engine.restore(dumped.request(jobs: jobs), parts: opener)
-        Issue.record("a corrupt part must fail the restore")
-      } catch let e as BackupError {
-        #expect(e.status == .corrupt)
-      }
+      let error = dumped.restoreError(
+        into: target.engine, failingPart: index, after: dumped.sink.parts[index].bytes.count - 1000,
+        jobs: jobs)
+      #expect(
+        (error as? BackupError)?.status == .corrupt, "a corrupt part must fail the restore: \(error as Any)")
       #expect(
         try target.sql("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()")
           == "0",
@@ -519,11 +482,8 @@ func myShape(_ db: MyScratch) throws -> String {
     )
     let dir = TempDir()
     let service = BackupService(backupDirectory: dir.path)
-    let killer = DispatchSemaphore(value: 0)
-    let killed = MyStopFlag()
     let name = source.name
-    Thread.detachNewThread {
-      defer { killer.signal() }
+    let killer = BackgroundJob { () -> Bool in
       for _ in 0..<2000 {
         let ids =
           (try? server.client(
@@ -533,11 +493,11 @@ func myShape(_ db: MyScratch) throws -> String {
         let found = ids.split(separator: "\n").filter { !$0.isEmpty }
         if !found.isEmpty {
           for id in found { _ = try? server.client(nil, "KILL CONNECTION \(id)") }
-          killed.set()
-          return
+          return true
         }
         Thread.sleep(forTimeInterval: 0.005)
       }
+      return false
     }
     var options = BackupService.CreateOptions(database: source.url, compression: .gzip, lockTimeoutSeconds: 5)
     options.jobs = jobs
@@ -548,8 +508,7 @@ func myShape(_ db: MyScratch) throws -> String {
       #expect(e.status == .database)
       #expect(e.message.contains("big"), "\(e)")
     }
-    killer.wait()
-    #expect(killed.isSet, "the dump's query was seen and killed")
+    #expect(try killer.wait(seconds: 120)?.get() == true, "the dump's query was seen and killed")
     #expect(try service.list().allSatisfy { $0.status != .complete })
     let manifests = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter {
       $0.hasSuffix(".manifest.json")
@@ -705,30 +664,18 @@ func myShape(_ db: MyScratch) throws -> String {
       INSERT INTO savings SELECT seq, 1000 FROM seq_1_to_1000;
       """)
     let total = "2000000"
-    let stop = MyStopFlag()
     let writerURL = source.url
-    let done = DispatchSemaphore(value: 0)
-    Thread.detachNewThread {
-      defer { done.signal() }
-      guard let db = try? MyConnection(try MyURL(writerURL)) else { return }
-      var i = 0
-      while !stop.isSet {
-        i += 1
-        let from = i % 1000 + 1
-        let to = (i * 7) % 1000 + 1
-        _ = try? db.exec("START TRANSACTION")
-        _ = try? db.exec("UPDATE checking SET bal = bal - 5 WHERE id = \(from)")
-        _ = try? db.exec("UPDATE savings SET bal = bal + 5 WHERE id = \(to)")
-        _ = try? db.exec("COMMIT")
-        stop.count(i)
-      }
+    let writer = ConcurrentTransfers(connect: { try MyConnection(try MyURL(writerURL)) }) { db, i in
+      _ = try? db.exec("START TRANSACTION")
+      _ = try? db.exec("UPDATE checking SET bal = bal - 5 WHERE id = \(i % 1000 + 1)")
+      _ = try? db.exec("UPDATE savings SET bal = bal + 5 WHERE id = \((i * 7) % 1000 + 1)")
+      _ = try? db.exec("COMMIT")
     }
-    while stop.transfers < 50 { Thread.sleep(forTimeInterval: 0.01) }
-    let before = stop.transfers
+    writer.waitFor(50)
+    let before = writer.count
     let dumped = try myDump(source.url, jobs: jobs)
-    let during = stop.transfers - before
-    stop.set()
-    done.wait()
+    let during = writer.count - before
+    writer.stop()
     #expect(during > 0, "the writer must run during the dump")
     #expect(
       try source.sql("SELECT (SELECT SUM(bal) FROM checking) + (SELECT SUM(bal) FROM savings)") == total)
@@ -785,16 +732,6 @@ func myShape(_ db: MyScratch) throws -> String {
   }
 }
 
-final class MyStopFlag: @unchecked Sendable {
-  private let lock = NSLock()
-  private var stopped = false
-  private var n = 0
-  var isSet: Bool { lock.withLock { stopped } }
-  var transfers: Int { lock.withLock { n } }
-  func set() { lock.withLock { stopped = true } }
-  func count(_ i: Int) { lock.withLock { n = i } }
-}
-
 @Suite(.serialized) struct MariaDBImportTests {
   /// A real mariadb-dump script (gzip, bzip2 or zstd) becomes a standard backup that our tool
   /// restores, table by table too, and `verify --test` passes on it.
@@ -831,9 +768,20 @@ final class MyStopFlag: @unchecked Sendable {
     _ = try service.restore(outcome.backup.id, options: .init(target: target.url))
     #expect(try myShape(target) == myShape(source))
     #expect(try target.sql("SELECT NEXTVAL(s1)") == "12")
-    expectStatsMatch(
-      try target.engine.tableStats(m.tableParts.map { $0.table! }),
-      try myDump(source.url))
+    // the same rows as the mariadb client restores from that file; and as the source but for
+    // its FLOAT column: mariadb-dump writes FLOATs with 6 significant digits (3.40282e38 for the
+    // largest), which our backups do not (see docs/FORMAT.md)
+    let viaClient = try server.freshDatabase("impcli")
+    let loaded = try shell(
+      "\(tool) -dc '\(file)' | mariadb --no-defaults --protocol=TCP -h \(server.host) -P \(server.port) -u \(server.user) \(viaClient.name)",
+      environment: ["MYSQL_PWD": server.password])
+    #expect(loaded.status == 0, "\(loaded.stderr)")
+    let restored = try target.engine.tableStats(m.tableParts.map { $0.table! })
+    expectStatsMatch(restored, try myDump(viaClient.url))
+    let fromSource = try myDump(source.url)
+    #expect(fromSource.mismatches(restored).allSatisfy { $0.hasPrefix("checksum of nums:") })
+    #expect(try myChecksums(target, tables: ["nums"]) == myChecksums(viaClient, tables: ["nums"]))
+    #expect(try myChecksums(target) != myChecksums(source), "mariadb-dump's FLOAT digits lose precision")
     // one table alone
     let one = server.unusedDatabase("one")
     _ = try service.restore(outcome.backup.id, options: .init(target: one.url, tables: ["child", "parent"]))

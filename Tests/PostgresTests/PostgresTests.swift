@@ -85,42 +85,12 @@ final class ScratchDB {
   deinit { _ = try? server.psql("postgres", "DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
 }
 
-struct PGDumped {
-  var sink: MemorySink
-  var result: DumpResult
-  var format: DumpFormat = .sql
-  func request(
-    tables: Set<String>? = nil, dropExisting: Bool = false, continueOnError: Bool = false, jobs: Int = 1
-  ) -> RestoreRequest {
-    var r = RestoreRequest(
-      format: format, parts: sink.parts.map { RestorePart(kind: $0.kind, table: $0.table) },
-      objects: result.objects, tables: tables, dropExisting: dropExisting, continueOnError: continueOnError,
-      lockTimeoutSeconds: 5)
-    r.jobs = jobs
-    return r
-  }
-  var opener: MemoryParts { MemoryParts(sink.parts.map(\.bytes)) }
-  var tableParts: [MemorySink.Part] { sink.parts.filter { $0.kind == .table } }
-  var tables: [String] { tableParts.map { $0.table! } }
-}
-
 func pgDump(_ url: String, tables: [String]? = nil, format: DumpFormat = .sql, jobs: Int = 1) throws
-  -> PGDumped
+  -> EngineDump
 {
-  let sink = MemorySink()
-  let result = try PostgresEngine(url: url).dump(
-    options: DumpOptions(
-      format: format, tables: tables, lockTimeoutSeconds: 5,
-      createdAt: Date(timeIntervalSince1970: 1_790_000_000), jobs: jobs), to: sink)
-  return PGDumped(sink: sink, result: result, format: format)
-}
-
-func expectStatsMatch(_ stats: [String: TableStats], _ dumped: PGDumped) {
-  for part in dumped.tableParts {
-    let s = stats[part.table!]
-    #expect(s?.rows == part.rows, "rows of \(part.table!)")
-    #expect(s?.contentChecksum == part.contentChecksum, "checksum of \(part.table!)")
-  }
+  try EngineDump(
+    PostgresEngine(url: url), tables: tables, format: format, jobs: jobs,
+    createdAt: Date(timeIntervalSince1970: 1_790_000_000))
 }
 
 /// Every type and object kind the fidelity tests check.
@@ -377,16 +347,9 @@ func shape(_ db: ScratchDB) throws -> String {
     // a corrupt part fails a parallel restore: the tables are dropped again, the error says so
     let again = try server.freshDatabase("bad")
     try again.psql("CREATE TABLE keep_me (x int)")
-    let opener = four.opener
-    opener.failPart = 4
-    opener.failAfter = four.sink.parts[4].bytes.count / 2
-    do {
-      _ = try again.engine.restore(four.request(jobs: 2), parts: opener)
-      Issue.record("a corrupt part must fail the restore")
-    } catch let e as BackupError {
-      #expect(e.status == .corrupt)
-      #expect(e.message.contains("dropped again"))
-    }
+    let error = four.restoreError(into: again.engine, failingPart: 4, jobs: 2) as? BackupError
+    #expect(error?.status == .corrupt, "a corrupt part must fail the restore")
+    #expect(error?.message.contains("dropped again") == true)
     #expect(try again.psql("SELECT count(*) FROM pg_class WHERE relname ~ '^t[0-9]$'") == "0")
     #expect(try again.psql("SELECT count(*) FROM keep_me") == "0")
   }
@@ -439,19 +402,13 @@ func shape(_ db: ScratchDB) throws -> String {
     let dumped = try pgDump(source.url)
     for failPart in [1, dumped.sink.parts.count - 1] {
       let target = try server.freshDatabase("dst")
-      let opener = dumped.opener
-      opener.failPart = failPart
-      opener.failAfter = dumped.sink.parts[failPart].bytes.count / 2
-      do {
-        _ = try target.engine.restore(dumped.request(), parts: opener)
-        Issue.record("a corrupt part must fail the restore")
-      } catch let e as BackupError {
-        #expect(e.status == .corrupt)
-      }
+      let error = dumped.restoreError(into: target.engine, failingPart: failPart)
+      #expect(
+        (error as? BackupError)?.status == .corrupt, "a corrupt part must fail the restore: \(error as Any)")
       #expect(try target.psql("SELECT count(*) FROM pg_class WHERE relname IN ('a', 'b')") == "0")
       // a restore that created its database removes it again
       let fresh = server.unusedDatabase("new")
-      _ = try? fresh.engine.restore(dumped.request(), parts: opener)
+      #expect(dumped.restoreError(into: fresh.engine, failingPart: failPart) != nil)
       #expect(try !fresh.exists())
     }
   }
@@ -553,29 +510,17 @@ func shape(_ db: ScratchDB) throws -> String {
       INSERT INTO savings SELECT i, 1000 FROM generate_series(1, 1000) i;
       """)
     let total = "2000000"
-    let stop = StopFlag()
     let writerURL = source.url
-    let done = DispatchSemaphore(value: 0)
-    Thread.detachNewThread {
-      defer { done.signal() }
-      guard let db = try? PGConnection(try ConnInfo(writerURL)) else { return }
-      var i = 0
-      while !stop.isSet {
-        i += 1
-        let from = i % 1000 + 1
-        let to = (i * 7) % 1000 + 1
-        _ = try? db.query(
-          "BEGIN; UPDATE checking SET bal = bal - 5 WHERE id = \(from); UPDATE savings SET bal = bal + 5 WHERE id = \(to); COMMIT"
-        )
-        stop.count(i)
-      }
+    let writer = ConcurrentTransfers(connect: { try PGConnection(try ConnInfo(writerURL)) }) { db, i in
+      _ = try? db.query(
+        "BEGIN; UPDATE checking SET bal = bal - 5 WHERE id = \(i % 1000 + 1); UPDATE savings SET bal = bal + 5 WHERE id = \((i * 7) % 1000 + 1); COMMIT"
+      )
     }
-    while stop.transfers < 50 { Thread.sleep(forTimeInterval: 0.01) }
-    let before = stop.transfers
+    writer.waitFor(50)
+    let before = writer.count
     let dumped = try pgDump(source.url)
-    let during = stop.transfers - before
-    stop.set()
-    done.wait()
+    let during = writer.count - before
+    writer.stop()
     #expect(during > 0, "the writer must run during the dump")
     #expect(
       try source.psql("SELECT (SELECT sum(bal) FROM checking) + (SELECT sum(bal) FROM savings)") == total)
@@ -618,16 +563,6 @@ func shape(_ db: ScratchDB) throws -> String {
     #expect(r.status == 0, "\(r.stderr)")
     #expect(try viaPsql.psql("SELECT count(*) FROM t") == "1000")
   }
-}
-
-final class StopFlag: @unchecked Sendable {
-  private let lock = NSLock()
-  private var stopped = false
-  private var n = 0
-  var isSet: Bool { lock.withLock { stopped } }
-  var transfers: Int { lock.withLock { n } }
-  func set() { lock.withLock { stopped = true } }
-  func count(_ i: Int) { lock.withLock { n = i } }
 }
 
 /// Faults that need their own role or their own server.
@@ -684,67 +619,38 @@ final class StopFlag: @unchecked Sendable {
   @Test func serverStoppedMidBackup() throws {
     guard let url = serverURL() else { return }
     let main = PGServer(url)
-    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-      .deletingLastPathComponent().appendingPathComponent("scripts/pg-test-server.sh").path
-    let base = TempDir("ai-shell-pg-stop")
-    // a port of its own: the first free one after the main server's (the script refuses used ones)
-    var env: [String: String] = [:]
-    var started: (status: Int32, stdout: String, stderr: String) = (1, "", "")
-    var port = ""
-    for offset in stride(from: 17, to: 400, by: 23) {
-      port = String((Int(main.port) ?? 55432) + offset)
-      env = ["PG_PORT": port, "AI_SHELL_TEST_DIR": base.path, "AI_SHELL_TEST_PG_PASSWORD": main.password]
-      // output to a file: the server started in the background must not hold our pipes open
-      let log = base.file("start.log")
-      started = try spawnAndWait("'\(script)' start >'\(log)' 2>&1", environment: env)
-      started.stderr = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-      if !started.stderr.contains("already in use") { break }
-    }
-    #expect(started.status == 0, "\(started.stderr)")
-    guard started.status == 0 else { return }
-    defer { _ = try? spawnAndWait("'\(script)' stop >/dev/null 2>&1", environment: env) }
-    let server = PGServer("postgresql://\(main.user):\(main.password)@127.0.0.1:\(port)/postgres")
+    let own = try OwnTestServer(
+      script: "pg-test-server.sh", portVariable: "PG_PORT", mainPort: Int(main.port) ?? 55432,
+      environment: ["AI_SHELL_TEST_PG_PASSWORD": main.password])
+    let server = PGServer("postgresql://\(main.user):\(main.password)@127.0.0.1:\(own.port)/postgres")
     try server.psql(
       "postgres",
       "CREATE TABLE big (id int, pad text); INSERT INTO big SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 400000) g"
     )
     let dir = TempDir()
     let service = BackupService(backupDirectory: dir.path)
-    let outcome = ResultBox()
-    let done = DispatchSemaphore(value: 0)
     let serverURL = server.url
     let path = dir.path
-    Thread.detachNewThread {
-      defer { done.signal() }
-      do {
-        _ = try BackupService(backupDirectory: path).create(
-          .init(
-            database: serverURL, name: nil, compression: .zstd, level: nil, format: .sql, tables: nil,
-            verify: false, lockTimeoutSeconds: 5))
-        outcome.set(nil)
-      } catch {
-        outcome.set(error)
-      }
+    let job = BackgroundJob {
+      try BackupService(backupDirectory: path).create(
+        .init(
+          database: serverURL, name: nil, compression: .zstd, level: nil, format: .sql, tables: nil,
+          verify: false, lockTimeoutSeconds: 5))
     }
     // stop the server once the backup file has data in it
-    let deadline = Date().addingTimeInterval(60)
-    while Date() < deadline {
-      let files = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
-      let size = files.filter { $0.hasPrefix("backup-") }.compactMap {
-        (try? FileManager.default.attributesOfItem(atPath: dir.file($0))[.size] as? NSNumber)?.intValue
-      }.reduce(0, +)
-      if size > 64 * 1024 { break }
-      Thread.sleep(forTimeInterval: 0.02)
-    }
-    let stopped = try spawnAndWait("'\(script)' stop >/dev/null 2>&1", environment: env)
-    #expect(stopped.status == 0)
-    guard done.wait(timeout: .now() + 120) == .success else {
+    _ = waitForData(in: dir.path, atLeast: 64 * 1024, seconds: 60)
+    try own.run("stop")
+    guard let outcome = job.wait(seconds: 120) else {
       Issue.record("the backup did not end after the server stopped")
       return
     }
-    let error = try #require(outcome.error as? BackupError, "the backup must fail when the server stops")
+    guard case .failure(let failure) = outcome else {
+      Issue.record("the backup must fail when the server stops")
+      return
+    }
+    let error = try #require(failure as? BackupError)
     #expect(error.status == .database)
-    #expect(error.message.contains("127.0.0.1:\(port)/postgres"))
+    #expect(error.message.contains("127.0.0.1:\(own.port)/postgres"))
     #expect(!error.description.contains(main.password))
     #expect(!error.description.contains("\n"))
     #expect(try service.list().allSatisfy { $0.status != .complete })
@@ -752,33 +658,6 @@ final class StopFlag: @unchecked Sendable {
       try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".manifest.json") }
         .isEmpty)
   }
-}
-
-/// Runs a bash command line with posix_spawn and waitpid. Foundation's Process sometimes misses
-/// the exit of a script that starts a daemon (waitUntilExit hangs on the zombie), so the
-/// server scripts go through this.
-func spawnAndWait(_ script: String, environment: [String: String]) throws -> (
-  status: Int32, stdout: String, stderr: String
-) {
-  let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { "\($0)=\($1)" }
-  let args = ["/bin/bash", "-c", script]
-  var cArgs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
-  var cEnv: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
-  defer { for p in cArgs + cEnv { free(p) } }
-  var pid: pid_t = 0
-  let rc = posix_spawn(&pid, "/bin/bash", nil, nil, &cArgs, &cEnv)
-  guard rc == 0 else { throw BackupError(.failure, "posix_spawn failed: \(rc)") }
-  var status: Int32 = 0
-  while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-  let exited = status & 0x7f == 0
-  return (exited ? (status >> 8) & 0xff : 128 + (status & 0x7f), "", "")
-}
-
-final class ResultBox: @unchecked Sendable {
-  private let lock = NSLock()
-  private var value: Error??
-  func set(_ e: Error?) { lock.withLock { value = .some(e) } }
-  var error: Error? { lock.withLock { value ?? nil } }
 }
 
 /// `backup import` of a real pg_dump plain-format file (gzip-compressed): a standard backup with
