@@ -11,45 +11,28 @@ import Testing
 // and a password, over TCP on 127.0.0.1).
 
 func mariadbURL(_ test: String = #function) -> String? {
-  guard let url = ProcessInfo.processInfo.environment["AI_SHELL_TEST_MARIADB_URL"], !url.isEmpty else {
-    print("skipped: AI_SHELL_TEST_MARIADB_URL not set (\(test))")
-    return nil
-  }
-  return url
+  testServerURL("AI_SHELL_TEST_MARIADB_URL", test: test)
 }
 
-/// The parts of the test URL, so that the mariadb client gets the password through MYSQL_PWD.
-struct MyServer {
-  let host: String
-  let port: String
-  let user: String
-  let password: String
-
-  init(_ url: String) {
-    let c = URLComponents(string: url)!
-    host = c.host ?? "127.0.0.1"
-    port = String(c.port ?? 3306)
-    user = c.user ?? "root"
-    password = c.password ?? ""
-  }
-
-  func url(db: String, password pw: String? = nil) -> String {
-    "mysql://\(user):\(pw ?? password)@\(host):\(port)/\(db)"
-  }
-
-  /// The URL without a password, as a user types it (the password then comes from MYSQL_PWD).
-  func passwordlessURL(db: String) -> String { "mysql://\(user)@\(host):\(port)/\(db)" }
+/// The test server, reached with the mariadb client (password through MYSQL_PWD).
+@dynamicMemberLookup struct MyServer {
+  let address: ServerAddress
+  init(_ url: String) { address = ServerAddress(url, defaultPort: 3306, defaultUser: "root") }
+  subscript<T>(dynamicMember path: KeyPath<ServerAddress, T>) -> T { address[keyPath: path] }
+  func url(db: String, password: String? = nil) -> String { address.url(db: db, password: password) }
+  func passwordlessURL(db: String) -> String { address.passwordlessURL(db: db) }
 
   /// Runs the mariadb client (script on stdin) against a database; throws on any error.
   @discardableResult
   func client(_ db: String?, _ sql: String, bytes: [UInt8]? = nil) throws -> String {
     var args = [
-      "--no-defaults", "--default-character-set=utf8mb4", "--protocol=TCP", "-h", host, "-P", port, "-u",
-      user, "-N", "-B",
+      "--no-defaults", "--default-character-set=utf8mb4", "--protocol=TCP", "-h", self.host, "-P", self.port,
+      "-u", self.user, "-N", "-B",
     ]
     if let db { args.append(db) }
     let r = try runProcess(
-      "mariadb", args, stdin: bytes.map { Data($0) } ?? Data(sql.utf8), environment: ["MYSQL_PWD": password])
+      "mariadb", args, stdin: bytes.map { Data($0) } ?? Data(sql.utf8),
+      environment: ["MYSQL_PWD": self.password])
     guard r.status == 0 else {
       throw BackupError(.failure, "mariadb failed: \(String(decoding: r.stderr, as: UTF8.self))")
     }
@@ -63,7 +46,7 @@ struct MyServer {
   }
 
   func unusedDatabase(_ label: String) -> MyScratch {
-    MyScratch(server: self, name: "t_\(label)_\(UUID().uuidString.prefix(8).lowercased())")
+    MyScratch(server: self, name: ServerAddress.scratchName(label))
   }
 }
 

@@ -10,34 +10,14 @@ import Testing
 // scripts/pg-test-server.sh and exports AI_SHELL_TEST_PG_URL (a superuser URL with a password).
 
 /// The test server's URL, or nil (the test then prints why it is skipped and returns).
-func serverURL(_ test: String = #function) -> String? {
-  guard let url = ProcessInfo.processInfo.environment["AI_SHELL_TEST_PG_URL"], !url.isEmpty else {
-    print("skipped: AI_SHELL_TEST_PG_URL not set (\(test))")
-    return nil
-  }
-  return url
-}
+func serverURL(_ test: String = #function) -> String? { testServerURL("AI_SHELL_TEST_PG_URL", test: test) }
 
-/// The parts of the test URL, so that psql gets the password through PGPASSWORD, not argv.
-struct PGServer {
-  let url: String
-  let host: String
-  let port: String
-  let user: String
-  let password: String
-
-  init(_ url: String) {
-    self.url = url
-    let c = URLComponents(string: url)!
-    host = c.host ?? "127.0.0.1"
-    port = String(c.port ?? 5432)
-    user = c.user ?? "postgres"
-    password = c.password?.removingPercentEncoding ?? ""
-  }
-
-  func url(db: String, password pw: String? = nil) -> String {
-    "postgresql://\(user):\(pw ?? password)@\(host):\(port)/\(db)"
-  }
+/// The test server, reached with psql (password through PGPASSWORD).
+@dynamicMemberLookup struct PGServer {
+  let address: ServerAddress
+  init(_ url: String) { address = ServerAddress(url, defaultPort: 5432, defaultUser: "postgres") }
+  subscript<T>(dynamicMember path: KeyPath<ServerAddress, T>) -> T { address[keyPath: path] }
+  func url(db: String, password: String? = nil) -> String { address.url(db: db, password: password) }
 
   func connection(_ db: String) throws -> PGConnection {
     try PGConnection(try ConnInfo(url(db: db)))
@@ -48,8 +28,11 @@ struct PGServer {
   func psql(_ db: String, _ sql: String, bytes: [UInt8]? = nil) throws -> String {
     let r = try runProcess(
       "psql",
-      ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", port, "-U", user, "-d", db],
-      stdin: bytes.map { Data($0) } ?? Data(sql.utf8), environment: ["PGPASSWORD": password])
+      [
+        "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", self.host, "-p", self.port, "-U", self.user,
+        "-d", db,
+      ],
+      stdin: bytes.map { Data($0) } ?? Data(sql.utf8), environment: ["PGPASSWORD": self.password])
     guard r.status == 0 else {
       throw BackupError(.failure, "psql failed: \(String(decoding: r.stderr, as: UTF8.self))")
     }
@@ -58,14 +41,14 @@ struct PGServer {
 
   /// A new empty database, dropped when the returned handle goes away.
   func freshDatabase(_ label: String) throws -> ScratchDB {
-    let name = "t_\(label)_\(UUID().uuidString.prefix(8).lowercased())"
+    let name = ServerAddress.scratchName(label)
     try psql("postgres", "CREATE DATABASE \(name)")
     return ScratchDB(server: self, name: name)
   }
 
   /// A database name that does not exist yet (dropped at the end if a restore created it).
   func unusedDatabase(_ label: String) -> ScratchDB {
-    ScratchDB(server: self, name: "t_\(label)_\(UUID().uuidString.prefix(8).lowercased())")
+    ScratchDB(server: self, name: ServerAddress.scratchName(label))
   }
 }
 
@@ -629,7 +612,7 @@ func shape(_ db: ScratchDB) throws -> String {
     )
     let dir = TempDir()
     let service = BackupService(backupDirectory: dir.path)
-    let serverURL = server.url
+    let serverURL = server.address.url
     let path = dir.path
     let job = BackgroundJob {
       try BackupService(backupDirectory: path).create(
