@@ -204,12 +204,7 @@ func myShape(_ db: MyScratch) throws -> String {
 
     // restore through the engine into a database that does not exist yet
     let target = server.unusedDatabase("dst")
-    let notes = try target.engine.checkRestore(dumped.request())
-    #expect(notes.contains { $0.hasPrefix("would create database") })
-    #expect(try !target.exists())
-    let report = try target.engine.restore(dumped.request(), parts: dumped.opener)
-    #expect(report.statementsFailed == 0)
-    #expect(report.notes.contains { $0.hasPrefix("created database") })
+    let report = try dumped.restoreIntoNewDatabase(target.engine, exists: target.exists)
     #expect(report.tables.first { $0.name == "big" }?.rows == 20000)
     expectStatsMatch(try target.engine.tableStats(dumped.tables), dumped)
     #expect(try myShape(target) == myShape(source))
@@ -307,14 +302,7 @@ func myShape(_ db: MyScratch) throws -> String {
     let dumped = try myDump(source.url)
     let target = try server.freshDatabase("dst")
     try target.sql("CREATE TABLE keep_me (y INT); INSERT INTO keep_me VALUES (1)")
-    _ = try target.engine.restore(dumped.request(), parts: dumped.opener)
-    #expect(throws: BackupError.self) { try target.engine.checkRestore(dumped.request()) }
-    do {
-      _ = try target.engine.restore(dumped.request(), parts: dumped.opener)
-      Issue.record("restore over existing tables must be refused")
-    } catch let e as BackupError {
-      #expect(e.status == .refused)
-    }
+    _ = try dumped.restoreTwiceIsRefused(target.engine)
     try target.sql("INSERT INTO t VALUES (3, 'b')")
     let report = try target.engine.restore(dumped.request(dropExisting: true), parts: dumped.opener)
     #expect(report.notes.contains { $0.contains("dropped table \"t\"") })
@@ -400,32 +388,14 @@ func myShape(_ db: MyScratch) throws -> String {
     guard let url = mariadbURL() else { return }
     let server = MyServer(url)
     let secret = "Wr0ng-S3cret-pw"
-    do {
-      _ = try MariaDBEngine(url: server.url(db: "mysql", password: secret)).probe()
-      Issue.record("wrong password must fail")
-    } catch let e as BackupError {
-      #expect(e.status == .database)
-      #expect(!e.description.contains(secret))
-      #expect(!e.description.contains(server.password))
-      #expect(e.description.contains("\(server.host):\(server.port)"))
-      #expect(e.description.contains("Access denied"))
-    }
-    do {
-      _ = try MariaDBEngine(url: server.url(db: "no_such_db_here")).probe()
-      Issue.record("missing database must fail")
-    } catch let e as BackupError {
-      #expect(e.status == .notFound)
-      #expect(e.description.contains("no_such_db_here"))
-      #expect(!e.description.contains(server.password))
-    }
-    do {
-      _ = try MariaDBEngine(url: "mysql://\(server.user):\(secret)@127.0.0.1:1/x").probe()
-      Issue.record("a server that is not running must fail")
-    } catch let e as BackupError {
-      #expect(e.status == .database)
-      #expect(e.description.contains("127.0.0.1:1"))
-      #expect(!e.description.contains(secret))
-    }
+    let faults = expectConnectionFaults(
+      wrongPassword: MariaDBEngine(url: server.url(db: "mysql", password: secret)),
+      missingDatabase: (MariaDBEngine(url: server.url(db: "no_such_db_here")), "no_such_db_here"),
+      noServer: MariaDBEngine(url: "mysql://\(server.user):\(secret)@127.0.0.1:1/x"),
+      secrets: [secret, server.password])
+    #expect(faults.wrongPassword?.description.contains("\(server.host):\(server.port)") == true)
+    #expect(faults.wrongPassword?.description.contains("Access denied") == true)
+    #expect(faults.noServer?.description.contains("127.0.0.1:1") == true)
   }
 
   @Test func tableWithoutSelectPrivilegeIsNamed() throws {

@@ -222,12 +222,7 @@ func shape(_ db: ScratchDB) throws -> String {
 
     // restore through the engine into a database that does not exist yet
     let target = server.unusedDatabase("dst")
-    let notes = try target.engine.checkRestore(dumped.request())
-    #expect(notes.contains { $0.hasPrefix("would create database") })
-    #expect(try !target.exists())
-    let report = try target.engine.restore(dumped.request(), parts: dumped.opener)
-    #expect(report.statementsFailed == 0)
-    #expect(report.notes.contains { $0.hasPrefix("created database") })
+    let report = try dumped.restoreIntoNewDatabase(target.engine, exists: target.exists)
     #expect(report.tables.first { $0.name == "public.big" }?.rows == 20000)
     expectStatsMatch(try target.engine.tableStats(dumped.tables), dumped)
     #expect(try shape(target) == shape(source))
@@ -347,15 +342,8 @@ func shape(_ db: ScratchDB) throws -> String {
     let dumped = try pgDump(source.url)
     let target = try server.freshDatabase("dst")
     try target.psql("CREATE TABLE keep_me (y int); INSERT INTO keep_me VALUES (1)")
-    _ = try target.engine.restore(dumped.request(), parts: dumped.opener)
-    #expect(throws: BackupError.self) { try target.engine.checkRestore(dumped.request()) }
-    do {
-      _ = try target.engine.restore(dumped.request(), parts: dumped.opener)
-      Issue.record("restore over existing tables must be refused")
-    } catch let e as BackupError {
-      #expect(e.status == .refused)
-      #expect(e.message.contains("s.t") || e.message.contains("public.u"))
-    }
+    let refused = try dumped.restoreTwiceIsRefused(target.engine)
+    #expect(refused?.message.contains("s.t") == true || refused?.message.contains("public.u") == true)
     try target.psql("INSERT INTO s.t VALUES (3, 'a')")
     let report = try target.engine.restore(dumped.request(dropExisting: true), parts: dumped.opener)
     #expect(report.notes.contains { $0.contains("dropped table \"s.t\"") })
@@ -400,33 +388,14 @@ func shape(_ db: ScratchDB) throws -> String {
     guard let url = serverURL() else { return }
     let server = PGServer(url)
     let secret = "Wr0ng-S3cret-pw"
-    do {
-      _ = try PostgresEngine(url: server.url(db: "postgres", password: secret)).probe()
-      Issue.record("wrong password must fail")
-    } catch let e as BackupError {
-      #expect(e.status == .database)
-      #expect(!e.description.contains(secret))
-      #expect(!e.description.contains(server.password))
-      #expect(e.description.contains("\(server.host):\(server.port)/postgres"))
-      #expect(e.description.contains("password authentication failed"))
-      #expect(!e.description.contains("\n"))
-    }
-    do {
-      _ = try PostgresEngine(url: server.url(db: "no_such_db_here")).probe()
-      Issue.record("missing database must fail")
-    } catch let e as BackupError {
-      #expect(e.status == .notFound)
-      #expect(e.description.contains("no_such_db_here"))
-      #expect(!e.description.contains(server.password))
-    }
-    do {
-      _ = try PostgresEngine(url: "postgresql://\(server.user):\(secret)@127.0.0.1:1/postgres").probe()
-      Issue.record("a server that is not running must fail")
-    } catch let e as BackupError {
-      #expect(e.status == .database)
-      #expect(e.description.contains("127.0.0.1:1/postgres"))
-      #expect(!e.description.contains(secret))
-    }
+    let faults = expectConnectionFaults(
+      wrongPassword: PostgresEngine(url: server.url(db: "postgres", password: secret)),
+      missingDatabase: (PostgresEngine(url: server.url(db: "no_such_db_here")), "no_such_db_here"),
+      noServer: PostgresEngine(url: "postgresql://\(server.user):\(secret)@127.0.0.1:1/postgres"),
+      secrets: [secret, server.password])
+    #expect(faults.wrongPassword?.description.contains("\(server.host):\(server.port)/postgres") == true)
+    #expect(faults.wrongPassword?.description.contains("password authentication failed") == true)
+    #expect(faults.noServer?.description.contains("127.0.0.1:1/postgres") == true)
     // bad --tables name
     #expect(throws: BackupError.self) { _ = try pgDump(url, tables: ["public.nope"]) }
   }

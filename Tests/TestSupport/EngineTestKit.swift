@@ -56,6 +56,36 @@ public struct EngineDump {
     }
   }
 
+  /// Restores into a database that does not exist yet (`exists` tells): the check says it
+  /// would create it, the restore does, with no failed statement.
+  public func restoreIntoNewDatabase(
+    _ engine: BackupEngine, exists: () throws -> Bool, sourceLocation: SourceLocation = #_sourceLocation
+  ) throws -> RestoreReport {
+    let notes = try engine.checkRestore(request())
+    #expect(notes.contains { $0.hasPrefix("would create database") }, sourceLocation: sourceLocation)
+    #expect(try !exists(), "the check created the database", sourceLocation: sourceLocation)
+    let report = try engine.restore(request(), parts: opener)
+    #expect(report.statementsFailed == 0, sourceLocation: sourceLocation)
+    #expect(report.notes.contains { $0.hasPrefix("created database") }, sourceLocation: sourceLocation)
+    return report
+  }
+
+  /// Restores into `engine` once, then again: the check and the second restore must refuse
+  /// (the tables exist now). Returns the second restore's error.
+  public func restoreTwiceIsRefused(_ engine: BackupEngine, sourceLocation: SourceLocation = #_sourceLocation)
+    throws -> BackupError?
+  {
+    _ = try engine.restore(request(), parts: opener)
+    #expect(throws: BackupError.self, sourceLocation: sourceLocation) { try engine.checkRestore(request()) }
+    let refused = #expect(
+      throws: BackupError.self, "restore over existing tables must be refused", sourceLocation: sourceLocation
+    ) {
+      try engine.restore(request(), parts: opener)
+    }
+    #expect(refused?.status == .refused, sourceLocation: sourceLocation)
+    return refused
+  }
+
   /// How `stats` (an engine's row counts and content checksums) differ from those recorded in
   /// the dump, one line per difference; empty when they agree for every dumped table.
   public func mismatches(_ stats: [String: TableStats]) -> [String] {
@@ -122,4 +152,32 @@ public final class ConcurrentTransfers: @unchecked Sendable {
     lock.withLock { stopped = true }
     done.wait()
   }
+}
+
+/// The errors of the three connection faults every server engine reports the same way: a
+/// wrong password (`.database`), a missing database (`.notFound`, naming it) and no server
+/// listening (`.database`). Each is expected to be one line holding none of `secrets`; the
+/// errors are returned for the engine's own checks.
+public func expectConnectionFaults(
+  wrongPassword: BackupEngine, missingDatabase: (engine: BackupEngine, name: String), noServer: BackupEngine,
+  secrets: [String], sourceLocation: SourceLocation = #_sourceLocation
+) -> (wrongPassword: BackupError?, missingDatabase: BackupError?, noServer: BackupError?) {
+  func fault(_ engine: BackupEngine, _ what: String, _ status: BackupModel.ExitStatus) -> BackupError? {
+    let e = #expect(throws: BackupError.self, "\(what) must fail", sourceLocation: sourceLocation) {
+      try engine.probe()
+    }
+    #expect(e?.status == status, "\(what): \(e.map { "\($0)" } ?? "-")", sourceLocation: sourceLocation)
+    for secret in secrets {
+      #expect(
+        e?.description.contains(secret) == false, "\(what) shows a secret", sourceLocation: sourceLocation)
+    }
+    #expect(e?.description.contains("\n") == false, "\(what): one line", sourceLocation: sourceLocation)
+    return e
+  }
+  let missing = fault(missingDatabase.engine, "a missing database", .notFound)
+  #expect(missing?.description.contains(missingDatabase.name) == true, sourceLocation: sourceLocation)
+  return (
+    fault(wrongPassword, "a wrong password", .database), missing,
+    fault(noServer, "a server not running", .database)
+  )
 }

@@ -135,9 +135,11 @@ final class ExitWaiter: @unchecked Sendable {
   init(_ pid: pid_t) {
     Thread.detachNewThread { [self] in
       var raw: Int32 = 0
-      while waitpid(pid, &raw, 0) == -1 && errno == EINTR {}
-      // exited: its code; killed by a signal: 128 + the signal, as a shell reports it
-      let status = raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+      var rc: pid_t = -1
+      repeat { rc = waitpid(pid, &raw, 0) } while rc == -1 && errno == EINTR
+      // exited: its code; killed by a signal: 128 + the signal, as a shell reports it; -1 when
+      // the exit could not be read (someone else reaped the child): never a false success
+      let status = rc != pid ? -1 : raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
       lock.withLock { code = status }
       done.signal()
     }
