@@ -38,34 +38,21 @@ func mariadbURL(_ test: String = #function) -> String? {
     }
     return String(decoding: r.stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
   }
-
-  func freshDatabase(_ label: String) throws -> MyScratch {
-    let s = unusedDatabase(label)
-    try client(nil, "CREATE DATABASE `\(s.name)` CHARACTER SET utf8mb4")
-    return s
-  }
-
-  func unusedDatabase(_ label: String) -> MyScratch {
-    MyScratch(server: self, name: ServerAddress.scratchName(label))
-  }
 }
 
-final class MyScratch {
-  let server: MyServer
-  let name: String
-  init(server: MyServer, name: String) {
-    self.server = server
-    self.name = name
+extension MyServer: ScratchHost {
+  func engine(url: String) -> MariaDBEngine { MariaDBEngine(url: url) }
+  func run(_ db: String, _ sql: String) throws -> String { try client(db, sql) }
+  func createDatabase(_ name: String) throws {
+    try client(nil, "CREATE DATABASE `\(name)` CHARACTER SET utf8mb4")
   }
-  var url: String { server.url(db: name) }
-  var engine: MariaDBEngine { MariaDBEngine(url: url) }
-  @discardableResult func sql(_ s: String) throws -> String { try server.client(name, s) }
-  func exists() throws -> Bool {
-    try server.client(nil, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '\(name)'")
-      == "1"
+  func databaseExists(_ name: String) throws -> Bool {
+    try client(nil, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '\(name)'") == "1"
   }
-  deinit { _ = try? server.client(nil, "DROP DATABASE IF EXISTS `\(name)`") }
+  func dropDatabase(_ name: String) { _ = try? client(nil, "DROP DATABASE IF EXISTS `\(name)`") }
 }
+
+typealias MyScratch = ScratchDatabase<MyServer>
 
 func myDump(_ url: String, tables: [String]? = nil, format: DumpFormat = .sql, jobs: Int = 1) throws
   -> EngineDump

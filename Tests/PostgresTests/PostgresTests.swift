@@ -38,34 +38,25 @@ func serverURL(_ test: String = #function) -> String? { testServerURL("AI_SHELL_
     }
     return String(decoding: r.stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
   }
+}
 
-  /// A new empty database, dropped when the returned handle goes away.
-  func freshDatabase(_ label: String) throws -> ScratchDB {
-    let name = ServerAddress.scratchName(label)
-    try psql("postgres", "CREATE DATABASE \(name)")
-    return ScratchDB(server: self, name: name)
+extension PGServer: ScratchHost {
+  func engine(url: String) -> PostgresEngine { PostgresEngine(url: url) }
+  func run(_ db: String, _ sql: String) throws -> String { try psql(db, sql) }
+  func createDatabase(_ name: String) throws { try psql("postgres", "CREATE DATABASE \(name)") }
+  func databaseExists(_ name: String) throws -> Bool {
+    try psql("postgres", "SELECT count(*) FROM pg_database WHERE datname = '\(name)'") == "1"
   }
-
-  /// A database name that does not exist yet (dropped at the end if a restore created it).
-  func unusedDatabase(_ label: String) -> ScratchDB {
-    ScratchDB(server: self, name: ServerAddress.scratchName(label))
+  func dropDatabase(_ name: String) {
+    _ = try? psql("postgres", "DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
   }
 }
 
-final class ScratchDB {
-  let server: PGServer
-  let name: String
-  init(server: PGServer, name: String) {
-    self.server = server
-    self.name = name
-  }
-  var url: String { server.url(db: name) }
-  var engine: PostgresEngine { PostgresEngine(url: url) }
-  @discardableResult func psql(_ sql: String) throws -> String { try server.psql(name, sql) }
-  func exists() throws -> Bool {
-    try server.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname = '\(name)'") == "1"
-  }
-  deinit { _ = try? server.psql("postgres", "DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
+typealias ScratchDB = ScratchDatabase<PGServer>
+
+extension ScratchDatabase where Server == PGServer {
+  /// psql in this database.
+  @discardableResult func psql(_ script: String) throws -> String { try sql(script) }
 }
 
 func pgDump(_ url: String, tables: [String]? = nil, format: DumpFormat = .sql, jobs: Int = 1) throws

@@ -1,3 +1,4 @@
+import BackupEngines
 import Foundation
 
 /// The URL of the real server a suite needs, from `variable` (AI_SHELL_TEST_PG_URL,
@@ -44,4 +45,51 @@ public struct ServerAddress: Sendable {
   public static func scratchName(_ label: String) -> String {
     "t_\(label)_\(UUID().uuidString.prefix(8).lowercased())"
   }
+}
+
+/// A test server on which tests make databases of their own (the PostgreSQL and MariaDB
+/// suites' servers, reached with their client tools).
+public protocol ScratchHost {
+  associatedtype Engine: BackupEngine
+  /// A database's URL with the server's password (or `password`).
+  func url(db: String, password: String?) -> String
+  func engine(url: String) -> Engine
+  /// Runs a script in database `db` with the client tool; its output, trimmed.
+  func run(_ db: String, _ sql: String) throws -> String
+  func createDatabase(_ name: String) throws
+  func databaseExists(_ name: String) throws -> Bool
+  /// Drops the database, whoever is still connected to it; errors are ignored.
+  func dropDatabase(_ name: String)
+}
+
+extension ScratchHost {
+  /// A new empty database, dropped when the returned handle goes away.
+  public func freshDatabase(_ label: String) throws -> ScratchDatabase<Self> {
+    let s = unusedDatabase(label)
+    try createDatabase(s.name)
+    return s
+  }
+
+  /// A database name that does not exist yet (dropped at the end if a restore created it).
+  public func unusedDatabase(_ label: String) -> ScratchDatabase<Self> {
+    ScratchDatabase(server: self, name: ServerAddress.scratchName(label))
+  }
+}
+
+/// One test's database on a `ScratchHost`, dropped when the handle goes away.
+public final class ScratchDatabase<Server: ScratchHost> {
+  public let server: Server
+  public let name: String
+
+  public init(server: Server, name: String) {
+    self.server = server
+    self.name = name
+  }
+
+  public var url: String { server.url(db: name, password: nil) }
+  public var engine: Server.Engine { server.engine(url: url) }
+  @discardableResult public func sql(_ script: String) throws -> String { try server.run(name, script) }
+  public func exists() throws -> Bool { try server.databaseExists(name) }
+
+  deinit { server.dropDatabase(name) }
 }
