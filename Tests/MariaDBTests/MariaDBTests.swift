@@ -611,12 +611,7 @@ func myShape(_ db: MyScratch) throws -> String {
       _ = try? db.exec("UPDATE savings SET bal = bal + 5 WHERE id = \((i * 7) % 1000 + 1)")
       _ = try? db.exec("COMMIT")
     }
-    writer.waitFor(50)
-    let before = writer.count
-    let dumped = try myDump(source.url, jobs: jobs)
-    let during = writer.count - before
-    writer.stop()
-    #expect(during > 0, "the writer must run during the dump")
+    let dumped = try writer.during { try myDump(source.url, jobs: jobs) }
     #expect(
       try source.sql("SELECT (SELECT SUM(bal) FROM checking) + (SELECT SUM(bal) FROM savings)") == total)
     let target = try server.freshDatabase("dst")

@@ -147,10 +147,28 @@ public final class ConcurrentTransfers: @unchecked Sendable {
     while count < n && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
   }
 
-  /// Stops the writer and waits for its last transfer.
+  /// Runs `body` (a dump) once `warmUp` transfers are done, then stops the writer; expects
+  /// transfers to have happened while `body` ran.
+  public func during<T>(
+    warmUp: Int = 50, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> T
+  )
+    rethrows -> T
+  {
+    waitFor(warmUp)
+    let before = count
+    defer { stop() }
+    let value = try body()
+    #expect(count > before, "the writer must run during the dump", sourceLocation: sourceLocation)
+    return value
+  }
+
+  /// Stops the writer and waits for its last transfer (once; later calls return at once).
   public func stop() {
-    lock.withLock { stopped = true }
-    done.wait()
+    let first = lock.withLock {
+      defer { stopped = true }
+      return !stopped
+    }
+    if first { done.wait() }
   }
 }
 
