@@ -104,7 +104,8 @@ let package = Package(
     .testTarget(name: "BackupEnginesTests", dependencies: ["BackupEngines", "TestSupport"]),
     .testTarget(name: "BackupCoreTests", dependencies: ["BackupCore", "TestSupport"]),
     .testTarget(name: "PostgresTests", dependencies: ["BackupEngines", "BackupCore", "TestSupport"]),
-    .testTarget(name: "MariaDBTests", dependencies: ["BackupEngines", "BackupCore", "TestSupport"]),
+    .testTarget(
+      name: "MariaDBTests", dependencies: ["ai-shell", "BackupEngines", "BackupCore", "TestSupport"]),
     .testTarget(name: "BackupNotifyTests", dependencies: ["BackupNotify", "TestSupport"]),
     .testTarget(name: "BackupCloudTests", dependencies: ["BackupCloud", "BackupStorage", "TestSupport"]),
     .testTarget(name: "EndToEndTests", dependencies: ["ai-shell", "TestSupport"]),

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A throwaway MariaDB 10.11 server for ai-shell's tests, on 127.0.0.1 only (Debian 12, run as root).
 #   mariadb-test-server.sh start   install the data dir (own defaults file), start, wait until ready
-#   mariadb-test-server.sh stop    stop the server (by its own pid file)
+#   mariadb-test-server.sh stop    stop the server (by its own pid file; a stale one is removed)
+#   mariadb-test-server.sh restart stop if running, start again on the same data (crash recovery
+#                                  after a kill), wait until ready
 #   mariadb-test-server.sh env     print `export AI_SHELL_TEST_MARIADB_URL=...` for the tests
 # Packages come from scripts/install-deps.sh --test (mariadb-server, mariadb-client).
 # Data lives in ${AI_SHELL_TEST_DIR:-/tmp/ai-shell-test}/mariadb and is wiped on start. The server
@@ -20,7 +22,10 @@ stop() {
   [ -f "$BASE/mysqld.pid" ] || return 0
   local pid
   pid=$(cat "$BASE/mysqld.pid")
-  kill "$pid" 2>/dev/null || true
+  # a server killed with SIGKILL leaves its pid file: signal that pid only if it is still ours
+  if [ "$(ps -o comm= -p "$pid" 2>/dev/null || true)" = mariadbd ]; then
+    kill "$pid" 2>/dev/null || true
+  fi
   for _ in $(seq 240); do
     # a zombie (reaped late by PID 1) counts as gone
     st=$(ps -o stat= -p "$pid" 2>/dev/null || true)
@@ -28,6 +33,29 @@ stop() {
     sleep 0.25
   done
   rm -f "$BASE/mysqld.pid"
+}
+
+ASUSER=()
+if [ "$(id -u)" = 0 ]; then ASUSER=(--user=mysql); fi
+
+# starts mariadbd on the data in $BASE (in a session of its own, no terminal, output to files)
+# and waits until it answers
+launch() {
+  setsid "$(command -v mariadbd || echo /usr/sbin/mariadbd)" --defaults-file="$CNF" "${ASUSER[@]}" \
+    >>"$BASE/server.log" 2>&1 </dev/null &
+  for _ in $(seq 240); do
+    mariadb-admin --defaults-file="$CNF" --protocol=socket -uroot ping >/dev/null 2>&1 && break
+    sleep 0.25
+  done
+  mariadb-admin --defaults-file="$CNF" --protocol=socket -uroot ping >/dev/null 2>&1 \
+    || { tail -20 "$BASE/error.log" >&2; echo "MariaDB did not become ready" >&2; exit 1; }
+}
+
+restart() {
+  [ -f "$CNF" ] || { echo "no MariaDB test server in $BASE: run start first" >&2; exit 1; }
+  stop
+  launch
+  echo "MariaDB restarted on 127.0.0.1:$PORT (data in $BASE)" >&2
 }
 
 start() {
@@ -62,19 +90,11 @@ event_scheduler=OFF
 socket=$BASE/mysqld.sock
 port=$PORT
 CONF
-  local asuser=()
-  if [ "$(id -u)" = 0 ]; then chown -R mysql:mysql "$BASE"; asuser=(--user=mysql); fi
-  mariadb-install-db --defaults-file="$CNF" "${asuser[@]}" --skip-test-db \
+  if [ "$(id -u)" = 0 ]; then chown -R mysql:mysql "$BASE"; fi
+  mariadb-install-db --defaults-file="$CNF" "${ASUSER[@]}" --skip-test-db \
     --auth-root-authentication-method=socket >"$BASE/install-db.log" 2>&1 \
     || { cat "$BASE/install-db.log" >&2; exit 1; }
-  setsid "$(command -v mariadbd || echo /usr/sbin/mariadbd)" --defaults-file="$CNF" "${asuser[@]}" \
-    >>"$BASE/server.log" 2>&1 </dev/null &
-  for _ in $(seq 240); do
-    mariadb-admin --defaults-file="$CNF" --protocol=socket -uroot ping >/dev/null 2>&1 && break
-    sleep 0.25
-  done
-  mariadb-admin --defaults-file="$CNF" --protocol=socket -uroot ping >/dev/null 2>&1 \
-    || { tail -20 "$BASE/error.log" >&2; echo "MariaDB did not become ready" >&2; exit 1; }
+  launch
   # root@localhost authenticates by unix_socket; the tests use a password user over TCP
   mariadb --defaults-file="$CNF" --protocol=socket -uroot -e "
     CREATE USER IF NOT EXISTS '$DBUSER'@'127.0.0.1' IDENTIFIED BY '$DBPASS';
@@ -86,6 +106,7 @@ CONF
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  restart) restart ;;
   env) echo "export AI_SHELL_TEST_MARIADB_URL=$URL" ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart|env" >&2; exit 2 ;;
 esac

@@ -10,34 +10,14 @@ import Testing
 // scripts/pg-test-server.sh and exports AI_SHELL_TEST_PG_URL (a superuser URL with a password).
 
 /// The test server's URL, or nil (the test then prints why it is skipped and returns).
-func serverURL(_ test: String = #function) -> String? {
-  guard let url = ProcessInfo.processInfo.environment["AI_SHELL_TEST_PG_URL"], !url.isEmpty else {
-    print("skipped: AI_SHELL_TEST_PG_URL not set (\(test))")
-    return nil
-  }
-  return url
-}
+func serverURL(_ test: String = #function) -> String? { testServerURL("AI_SHELL_TEST_PG_URL", test: test) }
 
-/// The parts of the test URL, so that psql gets the password through PGPASSWORD, not argv.
-struct PGServer {
-  let url: String
-  let host: String
-  let port: String
-  let user: String
-  let password: String
-
-  init(_ url: String) {
-    self.url = url
-    let c = URLComponents(string: url)!
-    host = c.host ?? "127.0.0.1"
-    port = String(c.port ?? 5432)
-    user = c.user ?? "postgres"
-    password = c.password?.removingPercentEncoding ?? ""
-  }
-
-  func url(db: String, password pw: String? = nil) -> String {
-    "postgresql://\(user):\(pw ?? password)@\(host):\(port)/\(db)"
-  }
+/// The test server, reached with psql (password through PGPASSWORD).
+@dynamicMemberLookup struct PGServer {
+  let address: ServerAddress
+  init(_ url: String) { address = ServerAddress(url, defaultPort: 5432, defaultUser: "postgres") }
+  subscript<T>(dynamicMember path: KeyPath<ServerAddress, T>) -> T { address[keyPath: path] }
+  func url(db: String, password: String? = nil) -> String { address.url(db: db, password: password) }
 
   func connection(_ db: String) throws -> PGConnection {
     try PGConnection(try ConnInfo(url(db: db)))
@@ -48,88 +28,61 @@ struct PGServer {
   func psql(_ db: String, _ sql: String, bytes: [UInt8]? = nil) throws -> String {
     let r = try runProcess(
       "psql",
-      ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", port, "-U", user, "-d", db],
-      stdin: bytes.map { Data($0) } ?? Data(sql.utf8), environment: ["PGPASSWORD": password])
+      [
+        "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", self.host, "-p", self.port, "-U", self.user,
+        "-d", db,
+      ],
+      stdin: bytes.map { Data($0) } ?? Data(sql.utf8), environment: ["PGPASSWORD": self.password])
     guard r.status == 0 else {
       throw BackupError(.failure, "psql failed: \(String(decoding: r.stderr, as: UTF8.self))")
     }
     return String(decoding: r.stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
   }
+}
 
+extension PGServer: ScratchHost {
+  func engine(url: String) -> PostgresEngine { PostgresEngine(url: url) }
+  func run(_ db: String, _ sql: String) throws -> String { try psql(db, sql) }
+  func createDatabase(_ name: String) throws { try psql("postgres", "CREATE DATABASE \(name)") }
+  func databaseExists(_ name: String) throws -> Bool {
+    try psql("postgres", "SELECT count(*) FROM pg_database WHERE datname = '\(name)'") == "1"
+  }
+  func dropDatabase(_ name: String) {
+    _ = try? psql("postgres", "DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+  }
+}
+
+typealias ScratchDB = ScratchDatabase<PGServer>
+
+/// The outcome of work on another thread: nil until set, then the error or none.
+final class ResultBox: @unchecked Sendable {
+  private let lock = NSLock()
+  private var value: Error??
+  func set(_ e: Error?) { lock.withLock { value = .some(e) } }
+  var error: Error? { lock.withLock { value ?? nil } }
+}
+
+extension PGServer {
   /// `pg_dump` (plain format) of a database into a file, optionally through gzip.
   func pgDumpPlain(_ db: String, to file: String, gzip: Bool) throws {
     let r = try shell(
-      "pg_dump -h \(host) -p \(port) -U \(user) -d \(db)\(gzip ? " | gzip" : "") > '\(file)'",
-      environment: ["PGPASSWORD": password])
+      "pg_dump -h \(self.host) -p \(self.port) -U \(self.user) -d \(db)\(gzip ? " | gzip" : "") > '\(file)'",
+      environment: ["PGPASSWORD": self.password])
     guard r.status == 0 else { throw BackupError(.failure, "pg_dump failed: \(r.stderr)") }
   }
-
-  /// A new empty database, dropped when the returned handle goes away.
-  func freshDatabase(_ label: String) throws -> ScratchDB {
-    let name = "t_\(label)_\(UUID().uuidString.prefix(8).lowercased())"
-    try psql("postgres", "CREATE DATABASE \(name)")
-    return ScratchDB(server: self, name: name)
-  }
-
-  /// A database name that does not exist yet (dropped at the end if a restore created it).
-  func unusedDatabase(_ label: String) -> ScratchDB {
-    ScratchDB(server: self, name: "t_\(label)_\(UUID().uuidString.prefix(8).lowercased())")
-  }
 }
 
-final class ScratchDB {
-  let server: PGServer
-  let name: String
-  init(server: PGServer, name: String) {
-    self.server = server
-    self.name = name
-  }
-  var url: String { server.url(db: name) }
-  var engine: PostgresEngine { PostgresEngine(url: url) }
-  @discardableResult func psql(_ sql: String) throws -> String { try server.psql(name, sql) }
-  func exists() throws -> Bool {
-    try server.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname = '\(name)'") == "1"
-  }
-  deinit { _ = try? server.psql("postgres", "DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
-}
-
-struct PGDumped {
-  var sink: MemorySink
-  var result: DumpResult
-  var format: DumpFormat = .sql
-  func request(
-    tables: Set<String>? = nil, dropExisting: Bool = false, continueOnError: Bool = false, jobs: Int = 1
-  ) -> RestoreRequest {
-    var r = RestoreRequest(
-      format: format,
-      parts: sink.parts.map { RestorePart(kind: $0.kind, table: $0.table, rawSize: Int64($0.bytes.count)) },
-      objects: result.objects, tables: tables, dropExisting: dropExisting, continueOnError: continueOnError,
-      lockTimeoutSeconds: 5)
-    r.jobs = jobs
-    return r
-  }
-  var opener: MemoryParts { MemoryParts(sink.parts.map(\.bytes)) }
-  var tableParts: [MemorySink.Part] { sink.parts.filter { $0.kind == .table } }
-  var tables: [String] { tableParts.map { $0.table! } }
+extension ScratchDatabase where Server == PGServer {
+  /// psql in this database.
+  @discardableResult func psql(_ script: String) throws -> String { try sql(script) }
 }
 
 func pgDump(_ url: String, tables: [String]? = nil, format: DumpFormat = .sql, jobs: Int = 1) throws
-  -> PGDumped
+  -> EngineDump
 {
-  let sink = MemorySink()
-  let result = try PostgresEngine(url: url).dump(
-    options: DumpOptions(
-      format: format, tables: tables, lockTimeoutSeconds: 5,
-      createdAt: Date(timeIntervalSince1970: 1_790_000_000), jobs: jobs), to: sink)
-  return PGDumped(sink: sink, result: result, format: format)
-}
-
-func expectStatsMatch(_ stats: [String: TableStats], _ dumped: PGDumped) {
-  for part in dumped.tableParts {
-    let s = stats[part.table!]
-    #expect(s?.rows == part.rows, "rows of \(part.table!)")
-    #expect(s?.contentChecksum == part.contentChecksum, "checksum of \(part.table!)")
-  }
+  try EngineDump(
+    PostgresEngine(url: url), tables: tables, format: format, jobs: jobs,
+    createdAt: Date(timeIntervalSince1970: 1_790_000_000))
 }
 
 /// Every type and object kind the fidelity tests check.
@@ -278,12 +231,7 @@ func shape(_ db: ScratchDB) throws -> String {
 
     // restore through the engine into a database that does not exist yet
     let target = server.unusedDatabase("dst")
-    let notes = try target.engine.checkRestore(dumped.request())
-    #expect(notes.contains { $0.hasPrefix("would create database") })
-    #expect(try !target.exists())
-    let report = try target.engine.restore(dumped.request(), parts: dumped.opener)
-    #expect(report.statementsFailed == 0)
-    #expect(report.notes.contains { $0.hasPrefix("created database") })
+    let report = try dumped.restoreIntoNewDatabase(target.engine, exists: target.exists)
     #expect(report.tables.first { $0.name == "public.big" }?.rows == 20000)
     expectStatsMatch(try target.engine.tableStats(dumped.tables), dumped)
     #expect(try shape(target) == shape(source))
@@ -416,18 +364,11 @@ func shape(_ db: ScratchDB) throws -> String {
     try again.psql("CREATE TABLE keep_me (x int)")
     // ... also when the corrupt part is a table split over several connections
     for splitBytes in [Int64(64 << 20), 1 << 20] {
-      let opener = four.opener
-      opener.failPart = 4
-      opener.failAfter = four.sink.parts[4].bytes.count / 2
-      var failing = four.request(jobs: 2)
-      failing.splitTableBytes = splitBytes
-      do {
-        _ = try again.engine.restore(failing, parts: opener)
-        Issue.record("a corrupt part must fail the restore")
-      } catch let e as BackupError {
-        #expect(e.status == .corrupt)
-        #expect(e.message.contains("dropped again"))
-      }
+      let error =
+        four.restoreError(into: again.engine, failingPart: 4, jobs: 2, splitTableBytes: splitBytes)
+        as? BackupError
+      #expect(error?.status == .corrupt, "a corrupt part must fail the restore")
+      #expect(error?.message.contains("dropped again") == true)
       #expect(try again.psql("SELECT count(*) FROM pg_class WHERE relname ~ '^t[0-9]$'") == "0")
       #expect(try again.psql("SELECT count(*) FROM keep_me") == "0")
     }
@@ -460,15 +401,8 @@ func shape(_ db: ScratchDB) throws -> String {
     let dumped = try pgDump(source.url)
     let target = try server.freshDatabase("dst")
     try target.psql("CREATE TABLE keep_me (y int); INSERT INTO keep_me VALUES (1)")
-    _ = try target.engine.restore(dumped.request(), parts: dumped.opener)
-    #expect(throws: BackupError.self) { try target.engine.checkRestore(dumped.request()) }
-    do {
-      _ = try target.engine.restore(dumped.request(), parts: dumped.opener)
-      Issue.record("restore over existing tables must be refused")
-    } catch let e as BackupError {
-      #expect(e.status == .refused)
-      #expect(e.message.contains("s.t") || e.message.contains("public.u"))
-    }
+    let refused = try dumped.restoreTwiceIsRefused(target.engine)
+    #expect(refused?.message.contains("s.t") == true || refused?.message.contains("public.u") == true)
     try target.psql("INSERT INTO s.t VALUES (3, 'a')")
     let report = try target.engine.restore(dumped.request(dropExisting: true), parts: dumped.opener)
     #expect(report.notes.contains { $0.contains("dropped table \"s.t\"") })
@@ -498,19 +432,13 @@ func shape(_ db: ScratchDB) throws -> String {
     let dumped = try pgDump(source.url)
     for failPart in [1, dumped.sink.parts.count - 1] {
       let target = try server.freshDatabase("dst")
-      let opener = dumped.opener
-      opener.failPart = failPart
-      opener.failAfter = dumped.sink.parts[failPart].bytes.count / 2
-      do {
-        _ = try target.engine.restore(dumped.request(), parts: opener)
-        Issue.record("a corrupt part must fail the restore")
-      } catch let e as BackupError {
-        #expect(e.status == .corrupt)
-      }
+      let error = dumped.restoreError(into: target.engine, failingPart: failPart)
+      #expect(
+        (error as? BackupError)?.status == .corrupt, "a corrupt part must fail the restore: \(error as Any)")
       #expect(try target.psql("SELECT count(*) FROM pg_class WHERE relname IN ('a', 'b')") == "0")
       // a restore that created its database removes it again
       let fresh = server.unusedDatabase("new")
-      _ = try? fresh.engine.restore(dumped.request(), parts: opener)
+      #expect(dumped.restoreError(into: fresh.engine, failingPart: failPart) != nil)
       #expect(try !fresh.exists())
     }
   }
@@ -519,33 +447,14 @@ func shape(_ db: ScratchDB) throws -> String {
     guard let url = serverURL() else { return }
     let server = PGServer(url)
     let secret = "Wr0ng-S3cret-pw"
-    do {
-      _ = try PostgresEngine(url: server.url(db: "postgres", password: secret)).probe()
-      Issue.record("wrong password must fail")
-    } catch let e as BackupError {
-      #expect(e.status == .database)
-      #expect(!e.description.contains(secret))
-      #expect(!e.description.contains(server.password))
-      #expect(e.description.contains("\(server.host):\(server.port)/postgres"))
-      #expect(e.description.contains("password authentication failed"))
-      #expect(!e.description.contains("\n"))
-    }
-    do {
-      _ = try PostgresEngine(url: server.url(db: "no_such_db_here")).probe()
-      Issue.record("missing database must fail")
-    } catch let e as BackupError {
-      #expect(e.status == .notFound)
-      #expect(e.description.contains("no_such_db_here"))
-      #expect(!e.description.contains(server.password))
-    }
-    do {
-      _ = try PostgresEngine(url: "postgresql://\(server.user):\(secret)@127.0.0.1:1/postgres").probe()
-      Issue.record("a server that is not running must fail")
-    } catch let e as BackupError {
-      #expect(e.status == .database)
-      #expect(e.description.contains("127.0.0.1:1/postgres"))
-      #expect(!e.description.contains(secret))
-    }
+    let faults = expectConnectionFaults(
+      wrongPassword: PostgresEngine(url: server.url(db: "postgres", password: secret)),
+      missingDatabase: (PostgresEngine(url: server.url(db: "no_such_db_here")), "no_such_db_here"),
+      noServer: PostgresEngine(url: "postgresql://\(server.user):\(secret)@127.0.0.1:1/postgres"),
+      secrets: [secret, server.password])
+    #expect(faults.wrongPassword?.description.contains("\(server.host):\(server.port)/postgres") == true)
+    #expect(faults.wrongPassword?.description.contains("password authentication failed") == true)
+    #expect(faults.noServer?.description.contains("127.0.0.1:1/postgres") == true)
     // bad --tables name
     #expect(throws: BackupError.self) { _ = try pgDump(url, tables: ["public.nope"]) }
   }
@@ -612,17 +521,13 @@ func shape(_ db: ScratchDB) throws -> String {
       INSERT INTO savings SELECT i, 1000 FROM generate_series(1, 1000) i;
       """)
     let total = "2000000"
-    let stop = StopFlag()
-    let done = startWriter(source.url, stop) { i in
-      "BEGIN; UPDATE checking SET bal = bal - 5 WHERE id = \(i % 1000 + 1); UPDATE savings SET bal = bal + 5 WHERE id = \((i * 7) % 1000 + 1); COMMIT"
+    let writerURL = source.url
+    let writer = ConcurrentTransfers(connect: { try PGConnection(try ConnInfo(writerURL)) }) { db, i in
+      _ = try? db.query(
+        "BEGIN; UPDATE checking SET bal = bal - 5 WHERE id = \(i % 1000 + 1); UPDATE savings SET bal = bal + 5 WHERE id = \((i * 7) % 1000 + 1); COMMIT"
+      )
     }
-    while stop.transfers < 50 { Thread.sleep(forTimeInterval: 0.01) }
-    let before = stop.transfers
-    let dumped = try pgDump(source.url)
-    let during = stop.transfers - before
-    stop.set()
-    done.wait()
-    #expect(during > 0, "the writer must run during the dump")
+    let dumped = try writer.during { try pgDump(source.url) }
     #expect(
       try source.psql("SELECT (SELECT sum(bal) FROM checking) + (SELECT sum(bal) FROM savings)") == total)
     let target = try server.freshDatabase("dst")
@@ -664,35 +569,6 @@ func shape(_ db: ScratchDB) throws -> String {
     #expect(r.status == 0, "\(r.stderr)")
     #expect(try viaPsql.psql("SELECT count(*) FROM t") == "1000")
   }
-}
-
-/// A session that runs `sql(i)` for i = 1, 2, … until `stop` is set (the count is in
-/// `stop.transfers`); the semaphore is signalled when it has ended.
-func startWriter(_ url: String, _ stop: StopFlag, sql: @escaping @Sendable (Int) -> String)
-  -> DispatchSemaphore
-{
-  let done = DispatchSemaphore(value: 0)
-  Thread.detachNewThread {
-    defer { done.signal() }
-    guard let db = try? PGConnection(try ConnInfo(url)) else { return }
-    var i = 0
-    while !stop.isSet {
-      i += 1
-      _ = try? db.query(sql(i))
-      stop.count(i)
-    }
-  }
-  return done
-}
-
-final class StopFlag: @unchecked Sendable {
-  private let lock = NSLock()
-  private var stopped = false
-  private var n = 0
-  var isSet: Bool { lock.withLock { stopped } }
-  var transfers: Int { lock.withLock { n } }
-  func set() { lock.withLock { stopped = true } }
-  func count(_ i: Int) { lock.withLock { n = i } }
 }
 
 /// Faults that need their own role or their own server.
@@ -749,67 +625,38 @@ final class StopFlag: @unchecked Sendable {
   @Test func serverStoppedMidBackup() throws {
     guard let url = serverURL() else { return }
     let main = PGServer(url)
-    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-      .deletingLastPathComponent().appendingPathComponent("scripts/pg-test-server.sh").path
-    let base = TempDir("ai-shell-pg-stop")
-    // a port of its own: the first free one after the main server's (the script refuses used ones)
-    var env: [String: String] = [:]
-    var started: (status: Int32, stdout: String, stderr: String) = (1, "", "")
-    var port = ""
-    for offset in stride(from: 17, to: 400, by: 23) {
-      port = String((Int(main.port) ?? 55432) + offset)
-      env = ["PG_PORT": port, "AI_SHELL_TEST_DIR": base.path, "AI_SHELL_TEST_PG_PASSWORD": main.password]
-      // output to a file: the server started in the background must not hold our pipes open
-      let log = base.file("start.log")
-      started = try spawnAndWait("'\(script)' start >'\(log)' 2>&1", environment: env)
-      started.stderr = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-      if !started.stderr.contains("already in use") { break }
-    }
-    #expect(started.status == 0, "\(started.stderr)")
-    guard started.status == 0 else { return }
-    defer { _ = try? spawnAndWait("'\(script)' stop >/dev/null 2>&1", environment: env) }
-    let server = PGServer("postgresql://\(main.user):\(main.password)@127.0.0.1:\(port)/postgres")
+    let own = try OwnTestServer(
+      script: "pg-test-server.sh", portVariable: "PG_PORT", mainPort: Int(main.port) ?? 55432,
+      environment: ["AI_SHELL_TEST_PG_PASSWORD": main.password])
+    let server = PGServer("postgresql://\(main.user):\(main.password)@127.0.0.1:\(own.port)/postgres")
     try server.psql(
       "postgres",
       "CREATE TABLE big (id int, pad text); INSERT INTO big SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 400000) g"
     )
     let dir = TempDir()
     let service = BackupService(backupDirectory: dir.path)
-    let outcome = ResultBox()
-    let done = DispatchSemaphore(value: 0)
-    let serverURL = server.url
+    let serverURL = server.address.url
     let path = dir.path
-    Thread.detachNewThread {
-      defer { done.signal() }
-      do {
-        _ = try BackupService(backupDirectory: path).create(
-          .init(
-            database: serverURL, name: nil, compression: .zstd, level: nil, format: .sql, tables: nil,
-            verify: false, lockTimeoutSeconds: 5))
-        outcome.set(nil)
-      } catch {
-        outcome.set(error)
-      }
+    let job = BackgroundJob {
+      try BackupService(backupDirectory: path).create(
+        .init(
+          database: serverURL, name: nil, compression: .zstd, level: nil, format: .sql, tables: nil,
+          verify: false, lockTimeoutSeconds: 5))
     }
     // stop the server once the backup file has data in it
-    let deadline = Date().addingTimeInterval(60)
-    while Date() < deadline {
-      let files = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
-      let size = files.filter { $0.hasPrefix("backup-") }.compactMap {
-        (try? FileManager.default.attributesOfItem(atPath: dir.file($0))[.size] as? NSNumber)?.intValue
-      }.reduce(0, +)
-      if size > 64 * 1024 { break }
-      Thread.sleep(forTimeInterval: 0.02)
-    }
-    let stopped = try spawnAndWait("'\(script)' stop >/dev/null 2>&1", environment: env)
-    #expect(stopped.status == 0)
-    guard done.wait(timeout: .now() + 120) == .success else {
+    _ = waitForData(in: dir.path, atLeast: 64 * 1024, seconds: 60)
+    try own.run("stop")
+    guard let outcome = job.wait(seconds: 120) else {
       Issue.record("the backup did not end after the server stopped")
       return
     }
-    let error = try #require(outcome.error as? BackupError, "the backup must fail when the server stops")
+    guard case .failure(let failure) = outcome else {
+      Issue.record("the backup must fail when the server stops")
+      return
+    }
+    let error = try #require(failure as? BackupError)
     #expect(error.status == .database)
-    #expect(error.message.contains("127.0.0.1:\(port)/postgres"))
+    #expect(error.message.contains("127.0.0.1:\(own.port)/postgres"))
     #expect(!error.description.contains(main.password))
     #expect(!error.description.contains("\n"))
     #expect(try service.list().allSatisfy { $0.status != .complete })
@@ -817,33 +664,6 @@ final class StopFlag: @unchecked Sendable {
       try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".manifest.json") }
         .isEmpty)
   }
-}
-
-/// Runs a bash command line with posix_spawn and waitpid. Foundation's Process sometimes misses
-/// the exit of a script that starts a daemon (waitUntilExit hangs on the zombie), so the
-/// server scripts go through this.
-func spawnAndWait(_ script: String, environment: [String: String]) throws -> (
-  status: Int32, stdout: String, stderr: String
-) {
-  let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { "\($0)=\($1)" }
-  let args = ["/bin/bash", "-c", script]
-  var cArgs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
-  var cEnv: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
-  defer { for p in cArgs + cEnv { free(p) } }
-  var pid: pid_t = 0
-  let rc = posix_spawn(&pid, "/bin/bash", nil, nil, &cArgs, &cEnv)
-  guard rc == 0 else { throw BackupError(.failure, "posix_spawn failed: \(rc)") }
-  var status: Int32 = 0
-  while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-  let exited = status & 0x7f == 0
-  return (exited ? (status >> 8) & 0xff : 128 + (status & 0x7f), "", "")
-}
-
-final class ResultBox: @unchecked Sendable {
-  private let lock = NSLock()
-  private var value: Error??
-  func set(_ e: Error?) { lock.withLock { value = .some(e) } }
-  var error: Error? { lock.withLock { value ?? nil } }
 }
 
 /// `backup import` of a real pg_dump plain-format file (gzip-compressed): a standard backup with
@@ -1111,11 +931,11 @@ final class Box<T>: @unchecked Sendable {
     let backupEnded = Box<Date?>(nil)
     let backupDone = DispatchSemaphore(value: 0)
     // a writer that keeps count(ledger_a) = count(ledger_b) in every transaction
-    let stop = StopFlag()
-    let writerDone = startWriter(sourceURL, stop) { i in
-      "BEGIN; INSERT INTO ledger_a VALUES (\(i)); INSERT INTO ledger_b VALUES (\(i)); COMMIT"
+    let writer = ConcurrentTransfers(connect: { try PGConnection(try ConnInfo(sourceURL)) }) { db, i in
+      _ = try? db.query(
+        "BEGIN; INSERT INTO ledger_a VALUES (\(i)); INSERT INTO ledger_b VALUES (\(i)); COMMIT")
     }
-    while stop.transfers < 20 { Thread.sleep(forTimeInterval: 0.01) }
+    writer.waitFor(20)
     Thread.detachNewThread {
       defer { backupDone.signal() }
       var options = BackupService.CreateOptions(database: sourceURL, lockTimeoutSeconds: 30)
@@ -1169,8 +989,7 @@ final class Box<T>: @unchecked Sendable {
     #expect(waiting, "the DROP must wait for the backup's lock")
     #expect(dropEnded.value == nil, "the DROP must not end while the backup runs")
     backupDone.wait()
-    stop.set()
-    writerDone.wait()
+    writer.stop()
     #expect(dropDone.wait(timeout: .now() + 60) == .success)
     #expect(dropError.value == nil, "\(dropError.value ?? "")")
     // it was still waiting while the backup ran (above), and ended with the backup's transaction
@@ -1194,7 +1013,7 @@ final class Box<T>: @unchecked Sendable {
     let counts = ledgers.split(separator: " ")
     #expect(counts.count == 2 && counts[0] == counts[1], "\(ledgers)")
     #expect(
-      Int(counts.first ?? "") ?? 0 < stop.transfers, "rows written after the snapshot are not in the backup")
+      Int(counts.first ?? "") ?? 0 < writer.count, "rows written after the snapshot are not in the backup")
   }
 
   /// The DROP commits after the backup took its snapshot but before it locked the table: the

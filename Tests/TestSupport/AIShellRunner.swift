@@ -52,8 +52,8 @@ public final class AIShellRunner {
   }
 
   /// `backup create` that must succeed; returns the new id.
-  public func create(_ arguments: [String]) throws -> String {
-    let r = try run(["backup", "create"] + arguments)
+  public func create(_ arguments: [String], environment: [String: String] = [:]) throws -> String {
+    let r = try run(["backup", "create"] + arguments, environment: environment)
     guard r.status == 0 else {
       throw RunnerError("create failed (\(r.status)): \(r.stderr)")
     }

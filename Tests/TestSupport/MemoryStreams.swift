@@ -77,56 +77,6 @@ public final class TempDir {
   deinit { try? FileManager.default.removeItem(at: url) }
 }
 
-/// Runs a command line and returns (status, stdout, stderr). Used for interop checks with the
-/// standard tools (sqlite3, gzip, zstd, tar) and for running the built ai-shell binary.
-@discardableResult
-public func runProcess(
-  _ executable: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String]? = nil,
-  currentDirectory: String? = nil
-) throws -> (status: Int32, stdout: Data, stderr: Data) {
-  let p = Process()
-  p.executableURL = URL(fileURLWithPath: executable.hasPrefix("/") ? executable : "/usr/bin/env")
-  p.arguments = executable.hasPrefix("/") ? arguments : [executable] + arguments
-  if let environment {
-    p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-  }
-  if let currentDirectory { p.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
-  let out = Pipe()
-  let err = Pipe()
-  let inPipe = Pipe()
-  p.standardOutput = out
-  p.standardError = err
-  p.standardInput = stdin == nil ? FileHandle.nullDevice : inPipe
-  try p.run()
-  if let stdin {
-    DispatchQueue.global().async {
-      inPipe.fileHandleForWriting.write(stdin)
-      try? inPipe.fileHandleForWriting.close()
-    }
-  }
-  // read both pipes concurrently so a full stderr pipe cannot block the child
-  nonisolated(unsafe) var errData = Data()
-  let group = DispatchGroup()
-  group.enter()
-  DispatchQueue.global().async {
-    errData = err.fileHandleForReading.readDataToEndOfFile()
-    group.leave()
-  }
-  let outData = out.fileHandleForReading.readDataToEndOfFile()
-  group.wait()
-  p.waitUntilExit()
-  return (p.terminationStatus, outData, errData)
-}
-
-/// Runs a shell pipeline with bash (for interop checks such as `zstd -dc f | sqlite3 db`).
-@discardableResult
-public func shell(_ script: String, environment: [String: String]? = nil) throws -> (
-  status: Int32, stdout: String, stderr: String
-) {
-  let r = try runProcess("/bin/bash", ["-c", "set -o pipefail; " + script], environment: environment)
-  return (r.status, String(decoding: r.stdout, as: UTF8.self), String(decoding: r.stderr, as: UTF8.self))
-}
-
 /// Hands the parts of a `MemorySink` back to a restore (tests only).
 public final class MemoryParts: PartOpener {
   public let parts: [[UInt8]]

@@ -23,6 +23,20 @@ struct MyColumn {
   var type: String
   var generated: Bool
   var invisible: Bool
+
+  /// What a dump reads for the column: the column, but a FLOAT as the DOUBLE that holds it
+  /// exactly. The server writes a FLOAT with 6 significant digits, which does not round-trip
+  /// (3.4028235e38 would come back as 3.40282e38); the DOUBLE's digits restore the same FLOAT.
+  var selected: String {
+    type.lowercased().hasPrefix("float")
+      ? "CAST(\(myIdent(name)) AS DOUBLE) AS \(myIdent(name))" : myIdent(name)
+  }
+}
+
+/// The SELECT of a table's dumped (stored, not generated) columns: the dump and `tableStats`
+/// read the same values, so their content checksums agree.
+func mySelect(_ table: String, _ columns: [MyColumn]) -> String {
+  "SELECT \(columns.filter { !$0.generated }.map(\.selected).joined(separator: ", ")) FROM \(myIdent(table))"
 }
 
 extension MyConnection {
@@ -435,10 +449,8 @@ extension MariaDBEngine {
         throw BackupError(
           .notFound, "table \"\(name)\" does not exist in MySQL/MariaDB database \(db.endpoint)")
       }
-      let select = (columns[name] ?? []).filter { !$0.generated }.map { myIdent($0.name) }.joined(
-        separator: ", ")
       var checksum = MyRowChecksum()
-      try db.stream("SELECT \(select) FROM \(myIdent(name))") { row, lengths, n in
+      try db.stream(mySelect(name, columns[name] ?? [])) { row, lengths, n in
         checksum.add(row, lengths: lengths, count: n)
       }
       result[name] = TableStats(rows: checksum.rows, contentChecksum: checksum.finalizeHex())

@@ -12,9 +12,7 @@ struct MyTableWriter: Sendable {
 
   var dumped: [MyColumn] { columns.filter { !$0.generated } }
 
-  var select: String {
-    "SELECT \(dumped.map { myIdent($0.name) }.joined(separator: ", ")) FROM \(myIdent(table.name))"
-  }
+  var select: String { mySelect(table.name, columns) }
 
   func write(_ db: MyConnection, to sink: PartSink) throws {
     do {
