@@ -25,6 +25,12 @@ public final class S3Store: BlobStore, @unchecked Sendable {
 
   public var location: String { client.location }
 
+  /// The time requests are signed with (tests skew it to check the server's refusal).
+  var clock: @Sendable () -> Date {
+    get { client.clock }
+    set { client.clock = newValue }
+  }
+
   public func put(_ name: String) throws -> BlobUpload {
     try S3Upload(store: self, key: client.key(try Self.checkName(name)))
   }
@@ -89,20 +95,42 @@ public final class S3Store: BlobStore, @unchecked Sendable {
     public var initiated: Date?
   }
 
-  /// Unfinished multipart uploads under the prefix (each holds parts that cost storage).
+  /// Unfinished multipart uploads under the prefix (each holds parts that cost storage), every
+  /// page of ListMultipartUploads. A page continues from NextKeyMarker and NextUploadIdMarker,
+  /// each sent only when the server gave it (SeaweedFS pages by upload id alone, and lists
+  /// nothing when also given a key-marker).
   public func pendingUploads() throws -> [PendingUpload] {
     let base = settings.prefix.isEmpty ? "" : settings.prefix + "/"
-    let r = try client.expectOK(
-      "list multipart uploads", .GET, key: nil, query: [("uploads", ""), ("prefix", base)])
     let iso = ISO8601DateFormatter()
     iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    return XML.all("Upload", in: r.text).compactMap { u in
-      guard let key = XML.first("Key", in: u), let id = XML.first("UploadId", in: u) else { return nil }
-      let t = XML.first("Initiated", in: u)
-      return PendingUpload(
-        key: key, uploadId: id,
-        initiated: t.flatMap { iso.date(from: $0) ?? ISO8601DateFormatter().date(from: $0) })
-    }
+    var out: [PendingUpload] = []
+    var marker: (key: String, uploadId: String)?
+    repeat {
+      var query = [("uploads", ""), ("prefix", base), ("max-uploads", String(listPageSize))]
+      if let marker {
+        if !marker.key.isEmpty { query.append(("key-marker", marker.key)) }
+        if !marker.uploadId.isEmpty { query.append(("upload-id-marker", marker.uploadId)) }
+      }
+      let r = try client.expectOK("list multipart uploads", .GET, key: nil, query: query)
+      out += XML.all("Upload", in: r.text).compactMap { u in
+        guard let key = XML.first("Key", in: u), let id = XML.first("UploadId", in: u) else { return nil }
+        let t = XML.first("Initiated", in: u)
+        return PendingUpload(
+          key: key, uploadId: id,
+          initiated: t.flatMap { iso.date(from: $0) ?? ISO8601DateFormatter().date(from: $0) })
+      }
+      let previous = marker
+      marker = nil
+      if XML.first("IsTruncated", in: r.text) == "true" {
+        let next = (
+          key: XML.first("NextKeyMarker", in: r.text) ?? "",
+          uploadId: XML.first("NextUploadIdMarker", in: r.text) ?? ""
+        )
+        // a server that does not move on would page forever
+        if next != ("", ""), previous.map({ $0 != next }) ?? true { marker = next }
+      }
+    } while marker != nil
+    return out
   }
 
   /// Aborts a multipart upload so that none of its parts remain.
@@ -160,6 +188,9 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
   private var etags: [Int: [UInt8]] = [:]
   private var failure: Error?
   private var state = State.open
+  /// Bytes of the parts S3 has acknowledged (and of the whole object once finished).
+  private let confirmed = Counter()
+  var confirmedBytes: Int64 { confirmed.value }
   enum State { case open, finished, aborted }
 
   init(store: S3Store, key: String) throws {
@@ -188,6 +219,7 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
     try failing {
       if uploadId == nil {
         try store.partRetry.run { try store.putObject(key: key, body: buffer) }
+        confirmed.add(Int64(buffer.readableBytes))
       } else {
         if buffer.readableBytes > 0 { try submitPart() }
         group.wait()
@@ -199,15 +231,17 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
     state = .finished
   }
 
-  func abort() {
-    guard state == .open else { return }
+  @discardableResult func abort() -> Bool {
+    guard state == .open else { return abortedCleanly }
     state = .aborted
     buffer = ByteBuffer()
     group.wait()
     if let id = uploadId {
-      try? store.partRetry.run { try store.abort(.init(key: key, uploadId: id)) }
+      abortedCleanly = (try? RetryPolicy.brief.run { try store.abort(.init(key: key, uploadId: id)) }) != nil
     }
+    return abortedCleanly
   }
+  private var abortedCleanly = true
 
   /// Runs `body`; on any error aborts the upload (no orphaned parts) and rethrows.
   private func failing(_ body: () throws -> Void) throws {
@@ -273,6 +307,7 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
         lock.lock()
         etags[number] = md5
         lock.unlock()
+        confirmed.add(Int64(body.readableBytes))
       } catch {
         lock.lock()
         if failure == nil { failure = error }
@@ -349,17 +384,16 @@ final class S3Input: RandomAccessInput {
 }
 
 extension S3Store: UnfinishedUploads {
-  public func unfinishedUploads() throws -> [(name: String, started: Date?)] {
+  public func unfinishedUploads() throws -> [UnfinishedUpload] {
     let base = settings.prefix.isEmpty ? "" : settings.prefix + "/"
     return try pendingUploads().compactMap { u in
       guard u.key.hasPrefix(base) else { return nil }
       let name = String(u.key.dropFirst(base.count))
-      return name.contains("/") ? nil : (name, u.initiated)
+      return name.contains("/") ? nil : UnfinishedUpload(name: name, started: u.initiated, handle: u.uploadId)
     }
   }
 
-  public func abortUploads(of name: String) throws {
-    let key = client.key(try Self.checkName(name))
-    for u in try pendingUploads() where u.key == key { try abort(u) }
+  public func abortUpload(_ upload: UnfinishedUpload) throws {
+    try abort(PendingUpload(key: client.key(try Self.checkName(upload.name)), uploadId: upload.handle))
   }
 }
