@@ -24,8 +24,13 @@ case "$what" in
 esac
 scripts/install-deps.sh --test
 command -v /usr/bin/time >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q time >/dev/null
-swift build -c release 2>&1 | tail -1
-BIN=$(swift build -c release --show-bin-path)/ai-shell
+# AI_SHELL_BENCH_BIN: measure that (release) ai-shell binary instead of building this checkout
+if [ -n "${AI_SHELL_BENCH_BIN:-}" ]; then
+  BIN=$AI_SHELL_BENCH_BIN
+else
+  swift build -c release 2>&1 | tail -1
+  BIN=$(swift build -c release --show-bin-path)/ai-shell
+fi
 DATA=bench-data; mkdir -p "$DATA"
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/ai-shell-bench.XXXXXX")
 CLEANUP=("rm -rf '$OUT'")
@@ -84,7 +89,7 @@ measure enc_create "ai-shell create --encrypt" "'$BIN' backup create -d '$DB' --
 measure enc_restore "ai-shell restore (encrypted)" "'$BIN' backup restore \$(cat '$OUT/id-enc') -d '$OUT/r3.db' --identity '$OUT/key.txt'"
 # encryption alone, on the same file (the database file itself): the age CLI and our age code
 PLAIN=$DB
-AGEBIN=$(swift build -c release --show-bin-path)/age-throughput
+AGEBIN=$(dirname "$BIN")/age-throughput
 measure age_cli "age -r (CLI) on the database file" "age -r $RECIPIENT -o '$OUT/cli.age' '$PLAIN'"
 measure age_ours "our age code on the same file" "'$AGEBIN' $RECIPIENT '$PLAIN' '$OUT/ours.age'"
 age -d -i "$OUT/key.txt" "$OUT/ours.age" | cmp - "$PLAIN" || { echo "our encryption does not decrypt with age" >&2; exit 1; }
@@ -222,7 +227,7 @@ bench_s3() {
   local DB=$DATA/bench-s3-$MB.db
   if [ ! -f "$DB" ]; then
     echo "building a SQLite database whose SQL dump is ~$MB MiB in $DB ..." >&2
-    sqlite3 "$DB.tmp" <<SQL
+    sqlite3 "$DB.tmp" >/dev/null <<SQL
 PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;
 CREATE TABLE blobs(id INTEGER PRIMARY KEY, payload BLOB);
 INSERT INTO blobs WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i<$((MB * 128)))

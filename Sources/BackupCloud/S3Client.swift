@@ -105,6 +105,34 @@ final class S3Client: @unchecked Sendable {
     _ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [String: String] = [:],
     body: ByteBuffer? = nil, timeoutSeconds: Int64 = 120
   ) throws -> S3Response {
+    try start(method, key: key, query: query, headers: headers, body: body, timeoutSeconds: timeoutSeconds)
+      .wait()
+  }
+
+  /// A request on its way; `wait` gives its answer (or the transport failure, as transient).
+  struct Pending {
+    let future: EventLoopFuture<HTTPClient.Response>
+    let signedAt: Date
+    let failure: (Error) -> Error
+
+    func wait() throws -> S3Response {
+      let response: HTTPClient.Response
+      do {
+        response = try future.wait()
+      } catch {
+        throw failure(error)
+      }
+      return S3Response(
+        status: Int(response.status.code), headers: response.headers,
+        body: response.body.map { Array($0.readableBytesView) } ?? [], signedAt: signedAt)
+    }
+  }
+
+  /// Signs and sends one request without waiting for it.
+  func start(
+    _ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [String: String] = [:],
+    body: ByteBuffer? = nil, timeoutSeconds: Int64 = 120
+  ) throws -> Pending {
     let path =
       key.map { bucketPath + "/" + SigV4Signer.encodePath($0) } ?? (bucketPath.isEmpty ? "/" : bucketPath)
     let queryText = SigV4Signer.canonicalQuery(query)
@@ -127,19 +155,17 @@ final class S3Client: @unchecked Sendable {
     for (k, v) in all.merging(auth, uniquingKeysWith: { $1 }) where k != "host" {
       request.headers.replaceOrAdd(name: k, value: v)
     }
-    let response: HTTPClient.Response
-    do {
-      response = try Self.http.execute(request: request, deadline: .now() + .seconds(timeoutSeconds)).wait()
-    } catch {
-      throw TransientStorageError(
-        BackupError(
-          .storage,
-          "cannot reach S3 at \(scheme)://\(host) (\(method.rawValue) \(key ?? "bucket")): \(Self.describe(error))",
-          hint: "check cloudConfig.endpoint and the network"))
-    }
-    return S3Response(
-      status: Int(response.status.code), headers: response.headers,
-      body: response.body.map { Array($0.readableBytesView) } ?? [], signedAt: signedAt)
+    let target = "\(scheme)://\(host)"
+    return Pending(
+      future: Self.http.execute(request: request, deadline: .now() + .seconds(timeoutSeconds)),
+      signedAt: signedAt,
+      failure: { error in
+        TransientStorageError(
+          BackupError(
+            .storage,
+            "cannot reach S3 at \(target) (\(method.rawValue) \(key ?? "bucket")): \(Self.describe(error))",
+            hint: "check cloudConfig.endpoint and the network"))
+      })
   }
 
   /// A transport failure in a few words ("connection refused", "the server closed the connection").

@@ -338,7 +338,10 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
 
 /// Ranged reads of one object. Reads are served from a window fetched by one ranged GET; the
 /// window starts at the size asked for and doubles while reads stay sequential (up to 8 MiB),
-/// so a table-level restore fetches little beyond the table's own range.
+/// so a table-level restore fetches little beyond the table's own range. Once reads are
+/// sequential at the full window, the next `readAhead` windows are requested at once, so the
+/// transfer overlaps with whatever the reader does with the bytes (as `aws s3 cp` downloads
+/// ranges in parallel); a jump drops them.
 final class S3Input: RandomAccessInput {
   let client: S3Client
   let key: String
@@ -346,7 +349,9 @@ final class S3Input: RandomAccessInput {
   private var window: [UInt8] = []
   private var windowStart: Int64 = 0
   private var nextWindowSize = 0
+  private var ahead: [(start: Int64, length: Int, answer: S3Client.Pending)] = []
   static let maxWindow = 8 * 1024 * 1024
+  static let readAhead = 3
 
   init(client: S3Client, key: String, size: Int64) {
     self.client = client
@@ -359,12 +364,43 @@ final class S3Input: RandomAccessInput {
     let windowEnd = windowStart + Int64(window.count)
     if !(offset >= windowStart && offset < windowEnd) {
       // sequential: grow the window; a jump starts small again
-      nextWindowSize =
-        offset == windowEnd && !window.isEmpty ? min(Self.maxWindow, nextWindowSize * 2) : buffer.count
-      let length = Int(min(Int64(max(nextWindowSize, buffer.count)), size - offset))
-      let r = try client.send(
-        .GET, key: key, headers: ["range": "bytes=\(offset)-\(offset + Int64(length) - 1)"],
-        timeoutSeconds: 600)
+      let sequential = offset == windowEnd && !window.isEmpty
+      nextWindowSize = sequential ? min(Self.maxWindow, nextWindowSize * 2) : buffer.count
+      if let next = ahead.first, next.start == offset, sequential {
+        ahead.removeFirst()
+        try take(next.answer, start: offset, length: next.length)
+      } else {
+        ahead.removeAll()
+        let length = Int(min(Int64(max(nextWindowSize, buffer.count)), size - offset))
+        try take(try fetch(offset, length), start: offset, length: length)
+      }
+      if sequential && nextWindowSize == Self.maxWindow {
+        var from = ahead.last.map { $0.start + Int64($0.length) } ?? windowStart + Int64(window.count)
+        while ahead.count < Self.readAhead && from < size {
+          let length = Int(min(Int64(Self.maxWindow), size - from))
+          ahead.append((from, length, try fetch(from, length)))
+          from += Int64(length)
+        }
+      }
+    }
+    let from = Int(offset - windowStart)
+    let n = min(buffer.count, window.count - from)
+    window.withUnsafeBytes { src in
+      buffer.baseAddress!.copyMemory(from: src.baseAddress! + from, byteCount: n)
+    }
+    return n
+  }
+
+  private func fetch(_ offset: Int64, _ length: Int) throws -> S3Client.Pending {
+    try client.start(
+      .GET, key: key, headers: ["range": "bytes=\(offset)-\(offset + Int64(length) - 1)"], timeoutSeconds: 600
+    )
+  }
+
+  /// Makes an answer the window; on failure the read-ahead goes too (a retry fetches anew).
+  private func take(_ answer: S3Client.Pending, start offset: Int64, length: Int) throws {
+    do {
+      let r = try answer.wait()
       guard r.status == 206 || (r.status == 200 && offset == 0) else {
         throw client.failure(r, action: "download", key: key)
       }
@@ -373,13 +409,11 @@ final class S3Input: RandomAccessInput {
       }
       window = r.body.count > length ? Array(r.body[0..<length]) : r.body
       windowStart = offset
+    } catch {
+      ahead.removeAll()
+      window = []
+      throw error
     }
-    let from = Int(offset - windowStart)
-    let n = min(buffer.count, window.count - from)
-    window.withUnsafeBytes { src in
-      buffer.baseAddress!.copyMemory(from: src.baseAddress! + from, byteCount: n)
-    }
-    return n
   }
 }
 

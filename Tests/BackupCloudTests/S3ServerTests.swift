@@ -126,6 +126,22 @@ import Testing
     #expect(try store.stat("backup-skew") == 1)
   }
 
+  /// A long sequential read goes through the read-ahead windows byte for byte, and a jump
+  /// back (which drops them) still reads the right bytes.
+  @Test func sequentialReadsAheadAndJumpsStayExact() throws {
+    guard let server = S3TestServer.seaweed else { return skipNote("S3 read-ahead") }
+    let store = try server.store(partSize: S3Settings.minPartSize, parallel: 3)
+    let data = pattern(44 * 1024 * 1024 + 777, seed: 9)
+    let upload = try store.put("backup-long.bin")
+    try data.withUnsafeBytes { try upload.write($0) }
+    try upload.finish()
+    let input = try store.open("backup-long.bin")
+    #expect(try readRange(input, 0, data.count, chunk: 1 << 20) == Array(data))
+    #expect(try readRange(input, 5_000_000, 3_000_000) == Array(data[5_000_000..<8_000_000]))
+    #expect(
+      try readRange(input, 30_000_000, data.count - 30_000_000, chunk: 1 << 20) == Array(data[30_000_000...]))
+  }
+
   /// Upload progress counts what S3 acknowledged (completed parts), not what was written.
   @Test func confirmedBytesCountAcknowledgedPartsOnly() throws {
     guard let server = S3TestServer.seaweed else { return skipNote("upload progress") }
