@@ -7,6 +7,11 @@
 #                                           ${MARIADB_PORT:-53399}, stopped at the end)
 #   scripts/bench.sh postgres [scale]      (pgbench -i -s scale, default 50 (~750 MB), into a
 #                                           server of its own: BENCH_PG_PORT, default 55452)
+#   scripts/bench.sh s3 [size-MB]          (default 1024: a backup file of that size, uploaded by
+#                                           create --cloud and downloaded by import --cloud, against
+#                                           `aws s3 cp` of the same file, both to a SeaweedFS of its
+#                                           own started by scripts/s3-test-server.sh on
+#                                           BENCH_S3_PORT (default 47800), stopped at the end)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-sqlite}
@@ -14,12 +19,18 @@ case "$what" in
   sqlite) MB=${2:-500} ;;
   mariadb) MB=${2:-300} ;;
   postgres) SCALE=${2:-50} ;;
-  *) echo "usage: scripts/bench.sh sqlite [size-MB] | mariadb [size-MB] | postgres [scale]" >&2; exit 64 ;;
+  s3) MB=${2:-1024} ;;
+  *) echo "usage: scripts/bench.sh sqlite [size-MB] | mariadb [size-MB] | postgres [scale] | s3 [size-MB]" >&2; exit 64 ;;
 esac
 scripts/install-deps.sh --test
 command -v /usr/bin/time >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q time >/dev/null
-swift build -c release 2>&1 | tail -1
-BIN=$(swift build -c release --show-bin-path)/ai-shell
+# AI_SHELL_BENCH_BIN: measure that (release) ai-shell binary instead of building this checkout
+if [ -n "${AI_SHELL_BENCH_BIN:-}" ]; then
+  BIN=$AI_SHELL_BENCH_BIN
+else
+  swift build -c release 2>&1 | tail -1
+  BIN=$(swift build -c release --show-bin-path)/ai-shell
+fi
 DATA=bench-data; mkdir -p "$DATA"
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/ai-shell-bench.XXXXXX")
 CLEANUP=("rm -rf '$OUT'")
@@ -78,7 +89,7 @@ measure enc_create "ai-shell create --encrypt" "'$BIN' backup create -d '$DB' --
 measure enc_restore "ai-shell restore (encrypted)" "'$BIN' backup restore \$(cat '$OUT/id-enc') -d '$OUT/r3.db' --identity '$OUT/key.txt'"
 # encryption alone, on the same file (the database file itself): the age CLI and our age code
 PLAIN=$DB
-AGEBIN=$(swift build -c release --show-bin-path)/age-throughput
+AGEBIN=$(dirname "$BIN")/age-throughput
 measure age_cli "age -r (CLI) on the database file" "age -r $RECIPIENT -o '$OUT/cli.age' '$PLAIN'"
 measure age_ours "our age code on the same file" "'$AGEBIN' $RECIPIENT '$PLAIN' '$OUT/ours.age'"
 age -d -i "$OUT/key.txt" "$OUT/ours.age" | cmp - "$PLAIN" || { echo "our encryption does not decrypt with age" >&2; exit 1; }
@@ -194,6 +205,59 @@ bench_postgres() {
   echo "| restore (zstd) --jobs 2 / (gzip -dc \| psql) | $(ratio "${WALL[zst2_restore]}" "${WALL[base_restore]}") | <= 0.7 | $((RSS[zst2_restore] / 1024)) MiB |"
   echo "| restore (zstd) --jobs 2 / pg_restore -j 2 | $(ratio "${WALL[zst2_restore]}" "${WALL[fd_restore]}") | | |"
   echo "| baseline peak RSS: pg_dump \| gzip $((RSS[base_dump] / 1024)) MiB, gzip -dc \| psql $((RSS[base_restore] / 1024)) MiB | | | |"
+}
+
+# S3: the transfer itself, ours against the AWS CLI, on the same file and the same server
+bench_s3() {
+  export S3_SEAWEED_PORT=${BENCH_S3_PORT:-47800} S3_MOTO_PORT=$((${BENCH_S3_PORT:-47800} + 100))
+  export AI_SHELL_TEST_DIR=${TMPDIR:-/tmp}/ai-shell-bench-s3
+  scripts/s3-test-server.sh start >&2
+  CLEANUP+=("scripts/s3-test-server.sh stop")
+  eval "$(scripts/s3-test-server.sh env)"
+  export AWS_ACCESS_KEY_ID=$AI_SHELL_TEST_S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$AI_SHELL_TEST_S3_SECRET_KEY
+  export AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+  unset AWS_PROFILE AWS_SESSION_TOKEN
+  local ep=$AI_SHELL_TEST_S3_ENDPOINT
+  aws --endpoint-url "$ep" s3 mb s3://bench >/dev/null
+  export AI_SHELL_CONFIG=$OUT/config.json
+  "$BIN" backup config --set cloudProvider=aws-s3 cloudConfig.bucket=bench cloudConfig.endpoint="$ep" \
+    cloudConfig.region=us-east-1 cloudConfig.forcePathStyle=true >/dev/null
+  # incompressible rows, stored as they come (-c none): the backup file is about MB MiB of SQL
+  # whose bytes are all transfer work; the dump itself is measured alone (create without --cloud)
+  local DB=$DATA/bench-s3-$MB.db
+  if [ ! -f "$DB" ]; then
+    echo "building a SQLite database whose SQL dump is ~$MB MiB in $DB ..." >&2
+    sqlite3 "$DB.tmp" >/dev/null <<SQL
+PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;
+CREATE TABLE blobs(id INTEGER PRIMARY KEY, payload BLOB);
+INSERT INTO blobs WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i<$((MB * 128)))
+  SELECT i, randomblob(4000) FROM s;
+SQL
+    mv "$DB.tmp" "$DB"
+  fi
+  echo "upload:" >&2
+  measure s3_local "ai-shell create -c none (no cloud)" "'$BIN' backup create -d '$DB' -c none > '$OUT/id-local'"
+  measure s3_create "ai-shell create -c none --cloud" "'$BIN' backup create -d '$DB' -c none --cloud > '$OUT/id-cloud'"
+  local id file size
+  id=$(cat "$OUT/id-cloud")
+  file=$(ls "$AI_SHELL_BACKUP_DIR" | grep "^$id\.sql\$")
+  size=$(stat -c %s "$AI_SHELL_BACKUP_DIR/$file")
+  echo "  (backup file: $((size / 1048576)) MiB)" >&2
+  measure s3_cli_up "aws s3 cp (upload, same file)" "aws --endpoint-url '$ep' s3 cp '$AI_SHELL_BACKUP_DIR/$file' s3://bench/cli/$file"
+  echo "download:" >&2
+  "$BIN" backup delete "$id" --force >/dev/null   # the local copy only: import fetches it back
+  measure s3_import "ai-shell import --cloud" "'$BIN' backup import --cloud '$id' >/dev/null"
+  measure s3_cli_down "aws s3 cp (download)" "aws --endpoint-url '$ep' s3 cp s3://bench/cli/$file '$OUT/cli-copy'"
+  cmp "$OUT/cli-copy" "$AI_SHELL_BACKUP_DIR/$file" || { echo "the downloads differ" >&2; exit 1; }
+  local mib=$((size / 1048576))
+  echo
+  echo "| measure (S3: SeaweedFS on 127.0.0.1, $mib MiB backup file, $(nproc) cores) | ratio | target | peak RSS |"
+  echo "|---|---|---|---|"
+  echo "| upload throughput: aws s3 cp / create --cloud (wall, the same file) | $(ratio "${WALL[s3_cli_up]}" "${WALL[s3_create]}") | >= 1.0 | $((RSS[s3_create] / 1024)) MiB |"
+  echo "| upload alone: aws s3 cp / (create --cloud - create) | $(awk -v a="${WALL[s3_cli_up]}" -v b="${WALL[s3_create]}" -v c="${WALL[s3_local]}" 'BEGIN { d = b - c; if (d < 0.01) d = 0.01; printf "%.2f", a / d }') | | |"
+  echo "| download throughput: aws s3 cp / import --cloud (wall) | $(ratio "${WALL[s3_cli_down]}" "${WALL[s3_import]}") | >= 1.0 | $((RSS[s3_import] / 1024)) MiB |"
+  echo "| create --cloud / create (no cloud) | $(ratio "${WALL[s3_create]}" "${WALL[s3_local]}") | | $((RSS[s3_local] / 1024)) MiB |"
+  echo "| MiB/s: create --cloud $(awk -v s="$size" -v w="${WALL[s3_create]}" 'BEGIN { printf "%.0f", s / 1048576 / w }'), aws up $(awk -v s="$size" -v w="${WALL[s3_cli_up]}" 'BEGIN { printf "%.0f", s / 1048576 / w }'), import $(awk -v s="$size" -v w="${WALL[s3_import]}" 'BEGIN { printf "%.0f", s / 1048576 / w }'), aws down $(awk -v s="$size" -v w="${WALL[s3_cli_down]}" 'BEGIN { printf "%.0f", s / 1048576 / w }'); aws peak RSS up $((RSS[s3_cli_up] / 1024)) MiB, down $((RSS[s3_cli_down] / 1024)) MiB | | | |"
 }
 
 "bench_$what"

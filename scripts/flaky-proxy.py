@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A loopback HTTP proxy for fault tests: answers the first FAILS requests with 503 SlowDown
 (S3's throttling answer), then forwards everything to UPSTREAM unchanged (the Host header too,
-so SigV4 signatures still verify). Prints its port on stdout once listening.
-usage: flaky-proxy.py UPSTREAM_HOST:PORT FAILS"""
+so SigV4 signatures still verify). Prints its port on stdout once listening. Killing it and
+starting it again on the same PORT is what a client sees of a server that dies and comes back.
+usage: flaky-proxy.py UPSTREAM_HOST:PORT FAILS [PORT]   (PORT 0 or none: any free port)"""
 import http.client
 import signal
 import sys
@@ -61,6 +62,8 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+ThreadingHTTPServer.allow_reuse_address = True
+ThreadingHTTPServer.daemon_threads = True
+server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[3]) if len(sys.argv) > 3 else 0), Handler)
 print(server.server_address[1], flush=True)
 server.serve_forever()

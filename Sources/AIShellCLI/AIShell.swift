@@ -57,7 +57,7 @@ public struct Backup: ParsableCommand {
     subcommands: [
       Create.self, Restore.self, List.self, Status.self, Verify.self, Delete.self, Keygen.self,
       ConfigCommand.self,
-      Export.self, Import.self, ScheduleCommand.self, SchedulerCommand.self, Prune.self,
+      Export.self, Import.self, ScheduleCommand.self, SchedulerCommand.self, Prune.self, Cleanup.self,
     ]
   )
   public init() {}

@@ -12,7 +12,9 @@ extension Backup {
         created) or a file path. The copy is checked against the manifest while it is written. \
         --compress re-encodes every member and --encrypt encrypts the copy with age (the manifest \
         beside the copy describes the copy). \
-        Existing files are never overwritten without --force (exit 9).
+        Existing files are never overwritten without --force (exit 9). With --cloud a backup that \
+        is only in the cloud store is downloaded into the export (it is not added to the catalog: \
+        `import --cloud` does that).
         """)
 
     @Argument(help: "The backup id or a unique prefix of it.")
@@ -37,15 +39,20 @@ extension Backup {
 
     @OptionGroup var encryption: EncryptOptions
 
+    @OptionGroup var cloud: CloudOptions
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
       if level != nil && compress == nil { throw ValidationError("--level needs --compress") }
       try encryption.validate()
+      try cloud.validate()
     }
 
     func run() throws {
-      let outcome = try common.service().export(
+      let service = common.service()
+      try cloud.apply(to: service, common: common)
+      let outcome = try service.export(
         id,
         options: .init(
           destination: destination, includeMetadata: includeMetadata, compression: compress, level: level,

@@ -54,6 +54,8 @@ final class ProgressPrinter: ProgressObserver {
   private var started = Date()
   private var lastPrint = Date.distantPast
   private var current: Int64 = 0
+  /// Bytes the cloud store has acknowledged (nil: not an upload).
+  private var uploaded: Int64?
 
   func begin(_ label: String, totalBytes: Int64?) {
     self.label = label
@@ -61,7 +63,10 @@ final class ProgressPrinter: ProgressObserver {
     started = Date()
     lastPrint = .distantPast
     current = 0
+    uploaded = nil
   }
+
+  func confirmed(_ bytes: Int64) { uploaded = bytes }
 
   func advance(to bytes: Int64) {
     current = bytes
@@ -94,6 +99,9 @@ final class ProgressPrinter: ProgressObserver {
       }
     }
     text += "  \(Render.bytes(Int64(rate)))/s"
+    if let uploaded {
+      text += "  uploaded \(Render.bytes(uploaded)) (\(Render.bytes(Int64(Double(uploaded) / elapsed)))/s)"
+    }
     if final { text += String(format: "  done in %.1f s", elapsed) }
     if tty {
       FileHandle.standardError.write(Data(("\r\u{1B}[K" + text + (final ? "\n" : "")).utf8))

@@ -16,6 +16,8 @@ extension Backup {
 
     @OptionGroup var decrypt: DecryptOptions
 
+    @OptionGroup var cloud: CloudOptions
+
     @OptionGroup var common: CommonOptions
 
     struct Output: Encodable {
@@ -27,6 +29,7 @@ extension Backup {
     func run() throws {
       let service = common.service()
       service.keys = try decrypt.keys(configured: common.loadConfig().encryption.identityFile)
+      try cloud.apply(to: service, common: common)
       let summary = try service.status(id)
       let integrity = verify ? try service.verify(summary.id, deep: true, test: false) : nil
       if common.json {

@@ -49,6 +49,8 @@ struct S3Response {
   var status: Int
   var headers: HTTPHeaders
   var body: [UInt8]
+  /// The time the request was signed with (for RequestTimeTooSkewed).
+  var signedAt = Date()
   func header(_ name: String) -> String? { headers.first(name: name) }
   var text: String { String(decoding: body, as: UTF8.self) }
 }
@@ -63,6 +65,8 @@ final class S3Client: @unchecked Sendable {
   let host: String
   /// `/bucket` for path-style addressing, "" for virtual-hosted.
   let bucketPath: String
+  /// The time requests are signed with (tests skew it; users never set it).
+  var clock: @Sendable () -> Date = { Date() }
 
   /// One client for the process, on NIO's shared event loops: requests run there while the
   /// synchronous pipeline waits for their futures.
@@ -101,6 +105,34 @@ final class S3Client: @unchecked Sendable {
     _ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [String: String] = [:],
     body: ByteBuffer? = nil, timeoutSeconds: Int64 = 120
   ) throws -> S3Response {
+    try start(method, key: key, query: query, headers: headers, body: body, timeoutSeconds: timeoutSeconds)
+      .wait()
+  }
+
+  /// A request on its way; `wait` gives its answer (or the transport failure, as transient).
+  struct Pending {
+    let future: EventLoopFuture<HTTPClient.Response>
+    let signedAt: Date
+    let failure: (Error) -> Error
+
+    func wait() throws -> S3Response {
+      let response: HTTPClient.Response
+      do {
+        response = try future.wait()
+      } catch {
+        throw failure(error)
+      }
+      return S3Response(
+        status: Int(response.status.code), headers: response.headers,
+        body: response.body.map { Array($0.readableBytesView) } ?? [], signedAt: signedAt)
+    }
+  }
+
+  /// Signs and sends one request without waiting for it.
+  func start(
+    _ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [String: String] = [:],
+    body: ByteBuffer? = nil, timeoutSeconds: Int64 = 120
+  ) throws -> Pending {
     let path =
       key.map { bucketPath + "/" + SigV4Signer.encodePath($0) } ?? (bucketPath.isEmpty ? "/" : bucketPath)
     let queryText = SigV4Signer.canonicalQuery(query)
@@ -110,8 +142,10 @@ final class S3Client: @unchecked Sendable {
     let payloadHash =
       body.map { b in SigV4Signer.hex(Array(b.withUnsafeReadableBytes { SHA256.hash(data: $0) })) }
       ?? SigV4Signer.emptyPayloadHash
+    let signedAt = clock()
     let auth = signer.sign(
-      method: method.rawValue, path: path, query: query, headers: all, payloadHash: payloadHash)
+      method: method.rawValue, path: path, query: query, headers: all, payloadHash: payloadHash,
+      date: signedAt)
     var request: HTTPClient.Request
     do {
       request = try HTTPClient.Request(url: url, method: method, body: body.map { .byteBuffer($0) })
@@ -121,19 +155,32 @@ final class S3Client: @unchecked Sendable {
     for (k, v) in all.merging(auth, uniquingKeysWith: { $1 }) where k != "host" {
       request.headers.replaceOrAdd(name: k, value: v)
     }
-    let response: HTTPClient.Response
-    do {
-      response = try Self.http.execute(request: request, deadline: .now() + .seconds(timeoutSeconds)).wait()
-    } catch {
-      throw TransientStorageError(
-        BackupError(
-          .storage,
-          "cannot reach S3 at \(scheme)://\(host) (\(method.rawValue) \(key ?? "bucket")): \(error)",
-          hint: "check cloudConfig.endpoint and the network"))
+    let target = "\(scheme)://\(host)"
+    return Pending(
+      future: Self.http.execute(request: request, deadline: .now() + .seconds(timeoutSeconds)),
+      signedAt: signedAt,
+      failure: { error in
+        TransientStorageError(
+          BackupError(
+            .storage,
+            "cannot reach S3 at \(target) (\(method.rawValue) \(key ?? "bucket")): \(Self.describe(error))",
+            hint: "check cloudConfig.endpoint and the network"))
+      })
+  }
+
+  /// A transport failure in a few words ("connection refused", "the server closed the connection").
+  static func describe(_ error: Error) -> String {
+    if let io = error as? IOError { return String(cString: strerror(io.errnoCode)).lowercased() }
+    if let e = error as? HTTPClientError {
+      switch e {
+      case .connectTimeout: return "no connection within 10 seconds"
+      case .readTimeout: return "no answer within 120 seconds"
+      case .deadlineExceeded: return "the request took too long"
+      case .remoteConnectionClosed: return "the server closed the connection"
+      default: return "\(e)"
+      }
     }
-    return S3Response(
-      status: Int(response.status.code), headers: response.headers,
-      body: response.body.map { Array($0.readableBytesView) } ?? [])
+    return "\(error)"
   }
 
   /// Sends and requires a 2xx answer (an S3 error document inside a 200 counts as a failure).
@@ -168,7 +215,10 @@ final class S3Client: @unchecked Sendable {
         hint: "check the AWS credentials (\(signer.credentials)) and their permissions")
     case "RequestTimeTooSkewed":
       return BackupError(
-        .storage, "\(what) was refused: this machine's clock is off", hint: "sync the clock (NTP)")
+        .storage, "\(what) was refused (RequestTimeTooSkewed): \(clockSkew(r))",
+        hint:
+          "S3 accepts requests at most 15 minutes off its time; sync this machine's clock (NTP, e.g. `timedatectl set-ntp true`) and retry"
+      )
     case "NoSuchBucket":
       return BackupError(
         .notFound, "S3 bucket \"\(settings.bucket)\" does not exist at \(scheme)://\(host)",
@@ -178,6 +228,29 @@ final class S3Client: @unchecked Sendable {
     default:
       return BackupError(.storage, "\(what) failed (HTTP \(r.status) \(detail))")
     }
+  }
+
+  /// How far this machine's clock is off the server's, in words, from the answer's Date header
+  /// (or the error's ServerTime) against the time the request was signed with.
+  func clockSkew(_ r: S3Response) -> String {
+    let http = DateFormatter()
+    http.locale = Locale(identifier: "en_US_POSIX")
+    http.timeZone = TimeZone(identifier: "GMT")
+    http.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+    let iso = ISO8601DateFormatter()
+    iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    let server =
+      r.header("date").flatMap { http.date(from: $0) }
+      ?? XML.first("ServerTime", in: r.text).flatMap {
+        iso.date(from: $0) ?? ISO8601DateFormatter().date(from: $0)
+      }
+    guard let server else { return "this machine's clock is off the server's" }
+    let seconds = Int(r.signedAt.timeIntervalSince(server).rounded())
+    let amount =
+      abs(seconds) >= 7200
+      ? "\(abs(seconds) / 3600) hours"
+      : abs(seconds) >= 120 ? "\(abs(seconds) / 60) minutes" : "\(abs(seconds)) seconds"
+    return "this machine's clock is \(amount) \(seconds > 0 ? "ahead of" : "behind") the server's"
   }
 
   /// Headers every new object gets: storage class and server-side encryption.

@@ -25,6 +25,12 @@ public final class S3Store: BlobStore, @unchecked Sendable {
 
   public var location: String { client.location }
 
+  /// The time requests are signed with (tests skew it to check the server's refusal).
+  var clock: @Sendable () -> Date {
+    get { client.clock }
+    set { client.clock = newValue }
+  }
+
   public func put(_ name: String) throws -> BlobUpload {
     try S3Upload(store: self, key: client.key(try Self.checkName(name)))
   }
@@ -89,20 +95,42 @@ public final class S3Store: BlobStore, @unchecked Sendable {
     public var initiated: Date?
   }
 
-  /// Unfinished multipart uploads under the prefix (each holds parts that cost storage).
+  /// Unfinished multipart uploads under the prefix (each holds parts that cost storage), every
+  /// page of ListMultipartUploads. A page continues from NextKeyMarker and NextUploadIdMarker,
+  /// each sent only when the server gave it (SeaweedFS pages by upload id alone, and lists
+  /// nothing when also given a key-marker).
   public func pendingUploads() throws -> [PendingUpload] {
     let base = settings.prefix.isEmpty ? "" : settings.prefix + "/"
-    let r = try client.expectOK(
-      "list multipart uploads", .GET, key: nil, query: [("uploads", ""), ("prefix", base)])
     let iso = ISO8601DateFormatter()
     iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    return XML.all("Upload", in: r.text).compactMap { u in
-      guard let key = XML.first("Key", in: u), let id = XML.first("UploadId", in: u) else { return nil }
-      let t = XML.first("Initiated", in: u)
-      return PendingUpload(
-        key: key, uploadId: id,
-        initiated: t.flatMap { iso.date(from: $0) ?? ISO8601DateFormatter().date(from: $0) })
-    }
+    var out: [PendingUpload] = []
+    var marker: (key: String, uploadId: String)?
+    repeat {
+      var query = [("uploads", ""), ("prefix", base), ("max-uploads", String(listPageSize))]
+      if let marker {
+        if !marker.key.isEmpty { query.append(("key-marker", marker.key)) }
+        if !marker.uploadId.isEmpty { query.append(("upload-id-marker", marker.uploadId)) }
+      }
+      let r = try client.expectOK("list multipart uploads", .GET, key: nil, query: query)
+      out += XML.all("Upload", in: r.text).compactMap { u in
+        guard let key = XML.first("Key", in: u), let id = XML.first("UploadId", in: u) else { return nil }
+        let t = XML.first("Initiated", in: u)
+        return PendingUpload(
+          key: key, uploadId: id,
+          initiated: t.flatMap { iso.date(from: $0) ?? ISO8601DateFormatter().date(from: $0) })
+      }
+      let previous = marker
+      marker = nil
+      if XML.first("IsTruncated", in: r.text) == "true" {
+        let next = (
+          key: XML.first("NextKeyMarker", in: r.text) ?? "",
+          uploadId: XML.first("NextUploadIdMarker", in: r.text) ?? ""
+        )
+        // a server that does not move on would page forever
+        if next != ("", ""), previous.map({ $0 != next }) ?? true { marker = next }
+      }
+    } while marker != nil
+    return out
   }
 
   /// Aborts a multipart upload so that none of its parts remain.
@@ -160,6 +188,9 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
   private var etags: [Int: [UInt8]] = [:]
   private var failure: Error?
   private var state = State.open
+  /// Bytes of the parts S3 has acknowledged (and of the whole object once finished).
+  private let confirmed = Counter()
+  var confirmedBytes: Int64 { confirmed.value }
   enum State { case open, finished, aborted }
 
   init(store: S3Store, key: String) throws {
@@ -188,6 +219,7 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
     try failing {
       if uploadId == nil {
         try store.partRetry.run { try store.putObject(key: key, body: buffer) }
+        confirmed.add(Int64(buffer.readableBytes))
       } else {
         if buffer.readableBytes > 0 { try submitPart() }
         group.wait()
@@ -199,15 +231,17 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
     state = .finished
   }
 
-  func abort() {
-    guard state == .open else { return }
+  @discardableResult func abort() -> Bool {
+    guard state == .open else { return abortedCleanly }
     state = .aborted
     buffer = ByteBuffer()
     group.wait()
     if let id = uploadId {
-      try? store.partRetry.run { try store.abort(.init(key: key, uploadId: id)) }
+      abortedCleanly = (try? RetryPolicy.brief.run { try store.abort(.init(key: key, uploadId: id)) }) != nil
     }
+    return abortedCleanly
   }
+  private var abortedCleanly = true
 
   /// Runs `body`; on any error aborts the upload (no orphaned parts) and rethrows.
   private func failing(_ body: () throws -> Void) throws {
@@ -273,6 +307,7 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
         lock.lock()
         etags[number] = md5
         lock.unlock()
+        confirmed.add(Int64(body.readableBytes))
       } catch {
         lock.lock()
         if failure == nil { failure = error }
@@ -303,7 +338,10 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
 
 /// Ranged reads of one object. Reads are served from a window fetched by one ranged GET; the
 /// window starts at the size asked for and doubles while reads stay sequential (up to 8 MiB),
-/// so a table-level restore fetches little beyond the table's own range.
+/// so a table-level restore fetches little beyond the table's own range. Once reads are
+/// sequential at the full window, the next `readAhead` windows are requested at once, so the
+/// transfer overlaps with whatever the reader does with the bytes (as `aws s3 cp` downloads
+/// ranges in parallel); a jump drops them.
 final class S3Input: RandomAccessInput {
   let client: S3Client
   let key: String
@@ -311,7 +349,9 @@ final class S3Input: RandomAccessInput {
   private var window: [UInt8] = []
   private var windowStart: Int64 = 0
   private var nextWindowSize = 0
+  private var ahead: [(start: Int64, length: Int, answer: S3Client.Pending)] = []
   static let maxWindow = 8 * 1024 * 1024
+  static let readAhead = 3
 
   init(client: S3Client, key: String, size: Int64) {
     self.client = client
@@ -324,20 +364,24 @@ final class S3Input: RandomAccessInput {
     let windowEnd = windowStart + Int64(window.count)
     if !(offset >= windowStart && offset < windowEnd) {
       // sequential: grow the window; a jump starts small again
-      nextWindowSize =
-        offset == windowEnd && !window.isEmpty ? min(Self.maxWindow, nextWindowSize * 2) : buffer.count
-      let length = Int(min(Int64(max(nextWindowSize, buffer.count)), size - offset))
-      let r = try client.send(
-        .GET, key: key, headers: ["range": "bytes=\(offset)-\(offset + Int64(length) - 1)"],
-        timeoutSeconds: 600)
-      guard r.status == 206 || (r.status == 200 && offset == 0) else {
-        throw client.failure(r, action: "download", key: key)
+      let sequential = offset == windowEnd && !window.isEmpty
+      nextWindowSize = sequential ? min(Self.maxWindow, nextWindowSize * 2) : buffer.count
+      if let next = ahead.first, next.start == offset, sequential {
+        ahead.removeFirst()
+        try take(next.answer, start: offset, length: next.length)
+      } else {
+        ahead.removeAll()
+        let length = Int(min(Int64(max(nextWindowSize, buffer.count)), size - offset))
+        try take(try fetch(offset, length), start: offset, length: length)
       }
-      guard r.body.count >= min(length, 1) else {
-        throw BackupError(.corrupt, "S3 returned \(r.body.count) bytes for \(length) at \(offset) of \(key)")
+      if sequential && nextWindowSize == Self.maxWindow {
+        var from = ahead.last.map { $0.start + Int64($0.length) } ?? windowStart + Int64(window.count)
+        while ahead.count < Self.readAhead && from < size {
+          let length = Int(min(Int64(Self.maxWindow), size - from))
+          ahead.append((from, length, try fetch(from, length)))
+          from += Int64(length)
+        }
       }
-      window = r.body.count > length ? Array(r.body[0..<length]) : r.body
-      windowStart = offset
     }
     let from = Int(offset - windowStart)
     let n = min(buffer.count, window.count - from)
@@ -346,20 +390,44 @@ final class S3Input: RandomAccessInput {
     }
     return n
   }
+
+  private func fetch(_ offset: Int64, _ length: Int) throws -> S3Client.Pending {
+    try client.start(
+      .GET, key: key, headers: ["range": "bytes=\(offset)-\(offset + Int64(length) - 1)"], timeoutSeconds: 600
+    )
+  }
+
+  /// Makes an answer the window; on failure the read-ahead goes too (a retry fetches anew).
+  private func take(_ answer: S3Client.Pending, start offset: Int64, length: Int) throws {
+    do {
+      let r = try answer.wait()
+      guard r.status == 206 || (r.status == 200 && offset == 0) else {
+        throw client.failure(r, action: "download", key: key)
+      }
+      guard r.body.count >= min(length, 1) else {
+        throw BackupError(.corrupt, "S3 returned \(r.body.count) bytes for \(length) at \(offset) of \(key)")
+      }
+      window = r.body.count > length ? Array(r.body[0..<length]) : r.body
+      windowStart = offset
+    } catch {
+      ahead.removeAll()
+      window = []
+      throw error
+    }
+  }
 }
 
 extension S3Store: UnfinishedUploads {
-  public func unfinishedUploads() throws -> [(name: String, started: Date?)] {
+  public func unfinishedUploads() throws -> [UnfinishedUpload] {
     let base = settings.prefix.isEmpty ? "" : settings.prefix + "/"
     return try pendingUploads().compactMap { u in
       guard u.key.hasPrefix(base) else { return nil }
       let name = String(u.key.dropFirst(base.count))
-      return name.contains("/") ? nil : (name, u.initiated)
+      return name.contains("/") ? nil : UnfinishedUpload(name: name, started: u.initiated, handle: u.uploadId)
     }
   }
 
-  public func abortUploads(of name: String) throws {
-    let key = client.key(try Self.checkName(name))
-    for u in try pendingUploads() where u.key == key { try abort(u) }
+  public func abortUpload(_ upload: UnfinishedUpload) throws {
+    try abort(PendingUpload(key: client.key(try Self.checkName(upload.name)), uploadId: upload.handle))
   }
 }

@@ -74,9 +74,11 @@ public final class BackupService {
       try TablePatterns.resolve($0, among: probe.tables, place: "in \(locator.location)")
     }
     try store.ensureDirectory()
-    let removed = try catalog.cleanUpUnfinished()
-    for id in removed { logger.info("removed unfinished backup \(id)") }
-    try cleanUpCloudUploads()
+    // what dead creates left (cloud uploads and files of other machines after a day), as the
+    // next run of restic or pgBackRest tidies up after a crash
+    for item in try cleanUp(dryRun: false).removed {
+      logger.info("removed \(item.kind.rawValue) \(item.location)")
+    }
 
     let id = BackupID.make(at: started)
     let fileName =
@@ -97,11 +99,18 @@ public final class BackupService {
       // with --cloud the upload streams alongside, so this is the upload's progress too
       progress?.begin(cloud == nil ? "backup" : "backup+upload", totalBytes: probe.sizeBytes)
       var sourceReported = false
+      // an upload counts only what the store has acknowledged, not what the dump produced
+      let upload = target.upload
+      func uploaded() { if let upload { progress?.confirmed(upload.confirmedBytes) } }
       writer.sourceProgress = { read in
         sourceReported = true
         progress?.advance(to: read)
+        uploaded()
       }
-      writer.progress = { raw, _ in if !sourceReported { progress?.advance(to: raw) } }
+      writer.progress = { raw, _ in
+        if !sourceReported { progress?.advance(to: raw) }
+        uploaded()
+      }
       let dumped = try engine.dump(
         options: DumpOptions(
           format: options.format, tables: tables, lockTimeoutSeconds: options.lockTimeoutSeconds,
@@ -111,6 +120,7 @@ public final class BackupService {
       let layout = try writer.finish()
       try encrypting?.finish()
       try target.finish()
+      uploaded()
       progress?.end()
       let manifest = Manifest(
         id: id, name: options.name, createdAt: started, durationSeconds: Date().timeIntervalSince(started),

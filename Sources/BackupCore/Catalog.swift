@@ -102,20 +102,4 @@ public struct Catalog: Sendable {
         hint: "give more characters of the id")
     }
   }
-
-  /// Removes unfinished backups whose writer is gone. Returns the ids removed.
-  @discardableResult
-  public func cleanUpUnfinished() throws -> [String] {
-    var removed: [String] = []
-    for e in try entries() where e.status == .incomplete {
-      guard let file = e.fileName else { continue }
-      try store.remove(file)
-      removed.append(e.id)
-    }
-    // temp files of interrupted manifest writes
-    for name in try store.list() where name.hasPrefix(".backup-") && name.contains(".tmp-") {
-      try? store.remove(name)
-    }
-    return removed
-  }
 }

@@ -101,41 +101,6 @@ extension BackupService {
     return local
   }
 
-  /// The marker a `create --cloud` holds locked (flock) in the local directory while it uploads
-  /// `id`: an unlocked one means that upload's process is gone.
-  static func uploadMarker(_ id: String) -> String { ".\(id).uploading" }
-
-  /// Aborts multipart uploads left by a create that died: those whose marker here is no longer
-  /// locked, and any older than a day (another machine's crash). Uploads still running are
-  /// never touched. Returns the names cleaned up.
-  @discardableResult
-  public func cleanUpCloudUploads() throws -> [String] {
-    guard let cloud, let janitor = innermostStore(cloud) as? UnfinishedUploads else { return [] }
-    var cleaned: [String] = []
-    for (name, started) in try janitor.unfinishedUploads() {
-      let marker = Self.uploadMarker(String(name.prefix { $0 != "." }))
-      if store.isLocked(marker) { continue }
-      let crashedHere = store.exists(marker)
-      let old = started.map { Date().timeIntervalSince($0) > 24 * 3600 } ?? false
-      guard crashedHere || old else { continue }
-      try janitor.abortUploads(of: name)
-      cleaned.append(name)
-      logger.info("aborted the unfinished upload of \(cloud.location)/\(name)")
-    }
-    // a create that died after its file went up but before its manifest: drop the orphan file
-    for marker in try store.list() where marker.hasSuffix(".uploading") && !store.isLocked(marker) {
-      let id = String(marker.dropFirst().dropLast(".uploading".count))
-      if BackupID.isValid(id), try cloud.stat(Catalog.manifestName(id)) == nil {
-        for o in try cloud.list(prefix: id + ".") {
-          try cloud.delete(o.name)
-          cleaned.append(o.name)
-        }
-      }
-      try? store.remove(marker)
-    }
-    return cleaned
-  }
-
   /// A backup known only to the cloud store, as `delete` sees it.
   func cloudDeletionCandidate(_ idOrPrefix: String) throws -> CatalogEntry {
     Self.cloudEntry(try cloudManifest(for: idOrPrefix))
@@ -274,14 +239,24 @@ final class CreateTarget {
   }
 
   /// After a failure: nothing of the backup stays, neither the file nor an unfinished upload.
+  /// When the store cannot be reached to remove them (the server died), the marker stays,
+  /// unlocked, so that the next run or `cleanup --cloud` knows they are this machine's to remove.
   func abandon(manifestName: String) {
     local?.abort()
     try? localStore?.remove(name)
     try? localStore?.remove(manifestName)
-    upload?.abort()
+    var clean = upload?.abort() ?? true
     if !published, let cloud {
-      try? cloud.delete(name)
+      // briefly: the store may be gone, and the marker covers what stays
+      let deleted: Void? = try? RetryPolicy.brief.run {
+        try innermostStore(cloud).delete(name)
+      }
+      clean = deleted != nil && clean
     }
-    releaseMarker()
+    if clean {
+      releaseMarker()
+    } else {
+      marker?.file.abandon()  // unlocks it
+    }
   }
 }

@@ -57,8 +57,10 @@ extension BackupService {
     if recipients != nil && m.encryption != nil {
       throw BackupError(.usage, "backup \(m.id) is already encrypted", hint: "export it without --encrypt")
     }
-    guard let size = try store.size(of: m.file.name) else {
-      throw BackupError(.notFound, "backup file \(m.file.name) is missing")
+    // the local file, else (with --cloud) the cloud copy, read by ranges as it is written out
+    let source = source(for: m)
+    guard let size = try source.stat(m.file.name) else {
+      throw BackupError(.notFound, "backup file \(m.file.name) is missing from \(source.location)")
     }
     guard size == m.file.sizeBytes else {
       throw BackupError(
@@ -101,7 +103,7 @@ extension BackupService {
     let out = try target.create(tempName)
     var copy = m
     do {
-      let input = try store.openForReading(m.file.name)
+      let input = try source.open(m.file.name)
       // out <- SHA-256 of the copy <- age (with --encrypt) <- the member stream
       let hashing = HashingOutput(out)
       let encrypting = try recipients.map { try AgeEncryptingOutput(output: hashing, recipients: $0) }

@@ -72,7 +72,13 @@ public struct BackupSummary: Codable, Sendable {
 public protocol ProgressObserver: AnyObject {
   func begin(_ label: String, totalBytes: Int64?)
   func advance(to bytes: Int64)
+  /// Bytes the cloud store has acknowledged so far (a streamed upload's completed parts).
+  func confirmed(_ bytes: Int64)
   func end()
+}
+
+extension ProgressObserver {
+  public func confirmed(_ bytes: Int64) {}
 }
 
 /// The result of `verify` and of `status --verify`.

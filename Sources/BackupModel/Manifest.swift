@@ -288,6 +288,17 @@ public enum BackupID {
     return "backup-\(stamp)-\(suffix)"
   }
 
+  /// The creation time an id records (nil for an id not made by `make`).
+  public static func date(of id: String) -> Date? {
+    let parts = id.split(separator: "-")
+    guard parts.count >= 2, parts[0] == "backup" else { return nil }
+    let f = DateFormatter()
+    f.locale = Locale(identifier: "en_US_POSIX")
+    f.timeZone = TimeZone(identifier: "UTC")
+    f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+    return f.date(from: String(parts[1]))
+  }
+
   /// True for strings of the shape `make` produces (only safe file-name characters).
   public static func isValid(_ id: String) -> Bool {
     let bytes = Array(id.utf8)

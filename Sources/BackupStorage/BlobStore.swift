@@ -16,8 +16,12 @@ public struct BlobInfo: Sendable, Equatable {
 /// returns, and `abort` leaves nothing behind (no partial object, no orphaned upload parts).
 public protocol BlobUpload: ByteOutput {
   func finish() throws
-  /// Abandons the upload; safe to call after a failure or twice.
-  func abort()
+  /// Abandons the upload; safe to call after a failure or twice. False when something may be
+  /// left behind (the backend could not be reached to remove it): `cleanup` must see to it.
+  @discardableResult func abort() -> Bool
+  /// Bytes the backend has confirmed stored so far (S3: the parts it has acknowledged), for
+  /// progress; readable from any thread.
+  var confirmedBytes: Int64 { get }
 }
 
 /// The storage shape every backend shares (restic's backend interface is the model): streamed
@@ -99,6 +103,8 @@ final class LocalUpload: BlobUpload {
   let name: String
   let output: LocalFileOutput
   private var done = false
+  private let written = Counter()
+  var confirmedBytes: Int64 { written.value }
 
   init(store: LocalStore, name: String, output: LocalFileOutput) {
     self.store = store
@@ -106,7 +112,10 @@ final class LocalUpload: BlobUpload {
     self.output = output
   }
 
-  func write(_ bytes: UnsafeRawBufferPointer) throws { try output.write(bytes) }
+  func write(_ bytes: UnsafeRawBufferPointer) throws {
+    try output.write(bytes)
+    written.add(Int64(bytes.count))
+  }
 
   func finish() throws {
     try output.close(sync: true)
@@ -114,11 +123,28 @@ final class LocalUpload: BlobUpload {
     done = true
   }
 
-  func abort() {
-    guard !done else { return }
+  @discardableResult func abort() -> Bool {
+    guard !done else { return true }
     done = true
     output.abandon()
-    try? store.remove(name)
+    return (try? store.remove(name)) != nil
+  }
+}
+
+/// A byte count shared between threads.
+public final class Counter: @unchecked Sendable {
+  private let lock = NSLock()
+  private var count: Int64 = 0
+  public init() {}
+  public var value: Int64 {
+    lock.lock()
+    defer { lock.unlock() }
+    return count
+  }
+  public func add(_ n: Int64) {
+    lock.lock()
+    count += n
+    lock.unlock()
   }
 }
 
@@ -131,13 +157,27 @@ public final class TeeOutput: ByteOutput {
   }
 }
 
+/// One streamed put that was started and neither finished nor aborted.
+public struct UnfinishedUpload: Sendable {
+  /// The store-relative name it would have created.
+  public var name: String
+  public var started: Date?
+  /// The backend's handle for it (an S3 UploadId).
+  public var handle: String
+  public init(name: String, started: Date?, handle: String) {
+    self.name = name
+    self.started = started
+    self.handle = handle
+  }
+}
+
 /// Backends whose streamed puts can outlive a killed process (S3 multipart uploads keep their
 /// parts, and their cost, until completed or aborted).
 public protocol UnfinishedUploads: AnyObject {
-  /// Store-relative names and start times of uploads neither completed nor aborted.
-  func unfinishedUploads() throws -> [(name: String, started: Date?)]
-  /// Aborts every unfinished upload of `name`.
-  func abortUploads(of name: String) throws
+  /// Uploads directly under the store's prefix neither completed nor aborted.
+  func unfinishedUploads() throws -> [UnfinishedUpload]
+  /// Aborts one, so that none of its parts remain.
+  func abortUpload(_ upload: UnfinishedUpload) throws
 }
 
 /// The backend under any wrappers.

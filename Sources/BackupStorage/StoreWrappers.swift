@@ -30,6 +30,9 @@ public struct RetryPolicy: Sendable {
   }
 
   public static let none = RetryPolicy(attempts: 1)
+  /// For tidying up after a failure: one retry, since the store may be gone (a dead server),
+  /// and what stays is found later by `cleanup`.
+  public static let brief = RetryPolicy(attempts: 2, baseDelay: 0.25, maxDelay: 1)
 
   public func delay(beforeRetry attempt: Int) -> Double {
     let cap = min(maxDelay, baseDelay * pow(2, Double(attempt - 1)))
@@ -147,7 +150,8 @@ final class LimitedUpload: BlobUpload {
     try upload.write(bytes)
   }
   func finish() throws { try upload.finish() }
-  func abort() { upload.abort() }
+  @discardableResult func abort() -> Bool { upload.abort() }
+  var confirmedBytes: Int64 { upload.confirmedBytes }
 }
 
 final class LimitedInput: RandomAccessInput {

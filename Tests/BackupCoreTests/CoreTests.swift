@@ -100,7 +100,22 @@ import Testing
     #expect(status["backup-20260101T000000Z-dead"] == .incomplete)
     #expect(status["backup-20260101T000000Z-bad0"] == .damaged)
     #expect(status["backup-20260101T000000Z-live"] == .inProgress)
-    #expect(try catalog.cleanUpUnfinished() == ["backup-20260101T000000Z-dead"])
+    // temp files of manifest writes: a dead writer's go, a live one's (ours) stays
+    let deadTemp = ".backup-20260101T000000Z-bad0.manifest.json.tmp-999999999"
+    let liveTemp = ".backup-20260101T000000Z-bad0.manifest.json.tmp-\(getpid())"
+    for name in [deadTemp, liveTemp] {
+      _ = FileManager.default.createFile(atPath: dir.file(name), contents: Data())
+    }
+    let service = BackupService(backupDirectory: dir.path)
+    let dry = try service.cleanUp(dryRun: true)
+    #expect(
+      dry.removed.map(\.location) == [dir.file("backup-20260101T000000Z-dead.sql.zst"), dir.file(deadTemp)])
+    #expect(dry.kept.map(\.location) == [dir.file("backup-20260101T000000Z-live.sql")])
+    #expect(store.exists("backup-20260101T000000Z-dead.sql.zst") && store.exists(deadTemp))
+    let done = try service.cleanUp(dryRun: false)
+    #expect(done.removed.count == 2 && !done.dryRun)
+    #expect(!store.exists("backup-20260101T000000Z-dead.sql.zst") && !store.exists(deadTemp))
+    #expect(store.exists(liveTemp))
     #expect(store.exists("backup-20260101T000000Z-bad0.sql"))
     #expect(store.exists("backup-20260101T000000Z-live.sql"))
     try live.close(sync: false)

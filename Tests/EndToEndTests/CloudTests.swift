@@ -78,8 +78,11 @@ import Testing
     try makeBigDatabase(db, rows: 100_000)  // about 11 MiB compressed: a multipart upload
     try makeSQLite(db, "CREATE TABLE small(x); INSERT INTO small VALUES (1), (2), (3);")
 
-    let created = try cli.run(["backup", "create", "-d", db, "--cloud", "--json"], environment: env)
+    let created = try cli.run(
+      ["backup", "create", "-d", db, "--cloud", "--json", "--verbose"], environment: env)
     #expect(created.status == 0, "\(created.stderr)")
+    // progress counts the bytes S3 acknowledged: all of them at the end
+    #expect(created.stderr.contains("uploaded "), "\(created.stderr)")
     let obj = try #require(created.json as? [String: Any])
     let id = try #require(obj["id"] as? String)
     #expect(try #require(obj["sizeBytes"] as? Int) > 5 << 20)
@@ -107,6 +110,22 @@ import Testing
     #expect(items.count == 1 && items[0]["id"] as? String == id && items[0]["location"] as? String == "cloud")
     let table = try cli.run(["backup", "list", "--cloud"], environment: env)
     #expect(table.stdout.contains("LOCATION") && table.stdout.contains("cloud"))
+
+    // status and export read a cloud-only backup; the export does not enter the catalog
+    let status = try cli.run(
+      ["backup", "status", String(id.prefix(26)), "--cloud", "--json"], environment: env)
+    #expect(status.status == 0, "\(status.stderr)")
+    #expect(((status.json as? [String: Any])?["backup"] as? [String: Any])?["id"] as? String == id)
+    #expect(try cli.run(["backup", "status", id]).status == 2)
+    let exported = try cli.run(
+      ["backup", "export", id, cli.work.file("out/"), "--cloud", "--json"], environment: env)
+    #expect(exported.status == 0, "\(exported.stderr)")
+    #expect(
+      FileManager.default.contents(atPath: cli.work.file("out/\(fileName)"))
+        == FileManager.default.contents(atPath: copy))
+    #expect(FileManager.default.fileExists(atPath: cli.work.file("out/\(id).manifest.json")))
+    #expect(cli.backupFiles().isEmpty)
+    #expect(try cli.run(["backup", "export", id, cli.work.file("out2/")]).status == 2)
 
     let verify = try cli.run(["backup", "verify", id, "--deep", "--cloud"], environment: env)
     #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
@@ -260,6 +279,160 @@ import Testing
       s, ["s3api", "list-multipart-uploads", "--bucket", bucket, "--output", "json"])
     #expect(!uploads.stdout.contains("UploadId"), "\(uploads.stdout)")
     #expect(try Self.keys(s, bucket).allSatisfy { $0.contains(next.lastLine) })
+  }
+
+  /// Runs `ai-shell` in the background (for killing things under it); its output goes to files.
+  static func background(_ cli: AIShellRunner, _ args: [String], env: [String: String]) throws -> (
+    Process, String
+  ) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: AIShellRunner.binary)
+    p.arguments = args
+    p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }.merging([
+      "AI_SHELL_BACKUP_DIR": cli.backupDir, "AI_SHELL_CONFIG": cli.configPath,
+    ]) { $1 }
+    let errPath = cli.work.file("background-\(UUID().uuidString.prefix(6)).err")
+    _ = FileManager.default.createFile(atPath: errPath, contents: nil)
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+    try p.run()
+    return (p, errPath)
+  }
+
+  /// Waits up to `seconds` for `condition`, polling.
+  static func waitFor(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+    let end = Date().addingTimeInterval(seconds)
+    while Date() < end {
+      if try condition() { return true }
+      usleep(200_000)
+    }
+    return false
+  }
+
+  static func pendingUploads(_ s: Server, _ bucket: String) throws -> String {
+    try aws(s, ["s3api", "list-multipart-uploads", "--bucket", bucket, "--output", "json"]).stdout
+  }
+
+  /// The server dies mid-upload (the proxy in front of it is killed): the create fails with one
+  /// clear line, leaves no manifest and nothing complete; the multipart upload it could not
+  /// abort is found by `cleanup --dry-run` once the server is back, and the next create aborts it.
+  @Test func serverDyingMidUploadFailsCleanlyAndTheNextRunTidiesUp() throws {
+    guard let s = Self.server else { return Self.skip("cloud server killed mid-upload") }
+    let upstream = try #require(URL(string: s.endpoint))
+    let proxy = try FlakyProxy(upstream: "\(upstream.host!):\(upstream.port!)")
+    defer { proxy.stop() }
+    let (cli, bucket) = try Self.setUp(s, prefix: "dies")
+    #expect(try cli.run(["backup", "config", "--set", "cloudConfig.endpoint=\(proxy.endpoint)"]).status == 0)
+    let env = Self.awsEnv(s)
+    let db = cli.work.file("source.db")
+    try makeBigDatabase(db, rows: 100_000)
+    let (p, errPath) = try Self.background(
+      cli, ["backup", "create", "-d", db, "--cloud", "--limit-rate", "1M"], env: env)
+    defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+    let started = try Self.waitFor(30) { try Self.pendingUploads(s, bucket).contains("UploadId") }
+    proxy.stop()
+    try #require(started, "no multipart upload began")
+    // each attempt waits out the 10 s connect timeout (async-http-client keeps retrying a refused
+    // connection until then): 6 tries of the part, 2 of the abort and the delete, about 2 minutes
+    let ended = Self.waitFor(240) { !p.isRunning }
+    try #require(ended, "the create did not give up after the server died")
+    p.waitUntilExit()
+    let stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+    #expect(p.terminationStatus == 6, "\(stderr)")
+    // one error line, last; before it only the retry warnings
+    let lines = stderr.split(separator: "\n")
+    #expect(
+      lines.filter { $0.hasPrefix("error: ") }.count == 1 && lines.last?.hasPrefix("error: ") == true,
+      "\(stderr)")
+    #expect(lines.dropLast().allSatisfy { $0.contains("retrying after attempt") }, "\(stderr)")
+    let error = String(lines.last ?? "")
+    #expect(
+      error.contains("cannot reach S3 at \(proxy.endpoint)") && error.contains("connection refused")
+        && error.contains("cloudConfig.endpoint"), "\(error)")
+    #expect(try !Self.keys(s, bucket).contains { $0.hasSuffix(".manifest.json") })
+    // the server was gone, so the upload could not be aborted: it is still there
+    #expect(try Self.pendingUploads(s, bucket).contains("UploadId"))
+    #expect(cli.backupFiles().allSatisfy { $0.hasPrefix(".") }, "\(cli.backupFiles())")
+
+    try proxy.start()
+    let list = try cli.run(["backup", "list", "--cloud", "--json"], environment: env)
+    #expect(list.status == 0, "\(list.stderr)")
+    #expect((list.json as? [[String: Any]])?.contains { $0["status"] as? String == "complete" } == false)
+    let dry = try cli.run(["backup", "cleanup", "--cloud", "--dry-run", "--json"], environment: env)
+    #expect(dry.status == 0, "\(dry.stderr)")
+    let report = try #require(dry.json as? [String: Any])
+    let removed = try #require(report["removed"] as? [[String: Any]])
+    #expect(removed.contains { $0["kind"] as? String == "multipart-upload" }, "\(dry.stdout)")
+    #expect(report["dryRun"] as? Bool == true)
+    #expect(try Self.pendingUploads(s, bucket).contains("UploadId"))  // a dry run removes nothing
+
+    let small = cli.work.file("small.db")
+    try makeSQLite(small, "CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+    let next = try cli.run(["backup", "create", "-d", small, "--cloud"], environment: env)
+    #expect(next.status == 0, "\(next.stderr)")
+    #expect(try !Self.pendingUploads(s, bucket).contains("UploadId"))
+    #expect(try Self.keys(s, bucket).allSatisfy { $0.contains(next.lastLine) })
+    #expect(cli.backupFiles().allSatisfy { !$0.hasSuffix(".uploading") }, "\(cli.backupFiles())")
+  }
+
+  /// `cleanup --cloud` removes what dead creates left and nothing else: an upload whose create
+  /// died here at once, one from elsewhere only past --older-than, a manifest-less backup file
+  /// by the age in its id; other software's uploads and objects never.
+  @Test func cleanupRemovesOnlyDeadUploadsOfOurs() throws {
+    guard let s = Self.server else { return Self.skip("cleanup --cloud") }
+    let (cli, bucket) = try Self.setUp(s, prefix: "tidy")
+    let env = Self.awsEnv(s)
+    func startUpload(_ name: String) throws {
+      let r = try Self.aws(
+        s, ["s3api", "create-multipart-upload", "--bucket", bucket, "--key", "tidy/\(name)"])
+      #expect(r.status == 0, "\(r.stderr)")
+    }
+    let stamp = DateFormatter()
+    stamp.locale = Locale(identifier: "en_US_POSIX")
+    stamp.timeZone = TimeZone(identifier: "UTC")
+    stamp.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+    let deadHere = "backup-\(stamp.string(from: Date()))-dead"
+    try startUpload("\(deadHere).sql.zst")
+    try FileManager.default.createDirectory(atPath: cli.backupDir, withIntermediateDirectories: true)
+    try Data().write(to: URL(fileURLWithPath: cli.backupDir + "/.\(deadHere).uploading"))
+    try startUpload("backup-20261128T000000Z-0e1f.sql.zst")  // another machine's, started just now
+    try startUpload("not-ours.bin")
+    let orphan = cli.work.file("orphan.bin")
+    try Data("x".utf8).write(to: URL(fileURLWithPath: orphan))
+    for key in ["tidy/backup-20200101T000000Z-beef.sql.zst", "tidy/other.txt"] {
+      #expect(try Self.aws(s, ["s3", "cp", orphan, "s3://\(bucket)/\(key)"]).status == 0)
+    }
+
+    let first = try cli.run(["backup", "cleanup", "--cloud", "--json"], environment: env)
+    #expect(first.status == 0, "\(first.stderr)")
+    let report = try #require(first.json as? [String: Any])
+    func names(_ key: String) -> [String] {
+      ((report[key] as? [[String: Any]]) ?? []).compactMap {
+        ($0["location"] as? String)?.split(separator: "/").last
+      }
+      .map(String.init).sorted()
+    }
+    #expect(
+      Set(names("removed"))
+        == [".\(deadHere).uploading", "\(deadHere).sql.zst", "backup-20200101T000000Z-beef.sql.zst"],
+      "\(first.stdout)")
+    #expect(names("kept") == ["backup-20261128T000000Z-0e1f.sql.zst"], "\(first.stdout)")
+    var pending = try Self.pendingUploads(s, bucket)
+    #expect(!pending.contains(deadHere) && pending.contains("0e1f") && pending.contains("not-ours"))
+    #expect(try Self.keys(s, bucket) == ["tidy/other.txt"])
+
+    let text = try cli.run(
+      ["backup", "cleanup", "--cloud", "--older-than", "0s", "--dry-run"], environment: env)
+    #expect(text.status == 0 && text.stdout.contains("would remove multipart-upload"), "\(text.stdout)")
+    let second = try cli.run(["backup", "cleanup", "--cloud", "--older-than", "0s"], environment: env)
+    #expect(second.status == 0, "\(second.stderr)")
+    pending = try Self.pendingUploads(s, bucket)
+    #expect(!pending.contains("0e1f") && pending.contains("not-ours"), "\(pending)")
+    for bad in ["12", "5y", "-1h", "abc"] {
+      let r = try cli.run(["backup", "cleanup", "--cloud", "--older-than", bad], environment: env)
+      #expect(r.status == 64 && r.stderr.contains("--older-than"), "\(bad): \(r.stderr)")
+    }
+    #expect(try cli.run(["backup", "cleanup", "--older-than", "1h"]).status == 64)
   }
 
   @Test func configErrorsAreClear() throws {
