@@ -156,14 +156,16 @@ extension PostgresEngine {
     try out.flush()
     try sink.endPart(rows: nil, contentChecksum: nil)
 
-    // one part per table, from this connection or from parallel workers on the same snapshot
+    // one part per table, from this connection or from parallel workers on the same snapshot;
+    // each table's columns read once here (a split table's ranges share them)
+    let shapes = try plan.dataTables.map { try db.dumpColumns(oid: $0.oid, format: options.format) }
     if !workers.isEmpty {
       try dumpTablesInParallel(
-        plan.dataTables, units: units, layout: layout, workers: PGWorkers(workers), to: sink)
+        plan.dataTables, shapes, units: units, layout: layout, workers: PGWorkers(workers), to: sink)
     } else {
-      for t in plan.dataTables {
+      for (i, t) in plan.dataTables.enumerated() {
         try sink.beginPart(kind: .table, table: t.name)
-        let checksum = try dumpTable(db, t, layout: layout, out: out)
+        let checksum = try dumpTable(db, t, shapes[i], layout: layout, out: out)
         try out.flush()
         try sink.endPart(rows: checksum.rows, contentChecksum: checksum.finalizeHex())
       }
@@ -258,9 +260,10 @@ extension PostgresEngine {
   /// row count and content checksum. With a `unit` that covers a range of the table's pages, it
   /// writes that range's rows, and the part's opening (first range) or closing (last range).
   func dumpTable(
-    _ db: PGConnection, _ t: PGTable, layout: PGPartLayout, out: OutputBuffer, unit: PGDumpUnit? = nil
+    _ db: PGConnection, _ t: PGTable, _ shape: PGDumpColumns, layout: PGPartLayout, out: OutputBuffer,
+    unit: PGDumpUnit? = nil
   ) throws -> RowSetChecksum {
-    let cols = try db.copyColumns(oid: t.oid)
+    let cols = shape.copyList
     let colList = cols.isEmpty ? "" : " (\(cols))"
     let copy: String
     if let pages = unit?.pages {
@@ -287,7 +290,7 @@ extension PostgresEngine {
       }
       if closes { out.append("\\.\n\n") }
     case .json:
-      let columns = try db.columns(oid: t.oid)
+      let columns = shape.columns
       let keys = PGRowFormat.jsonKeys(columns)
       var scratch: [UInt8] = []
       if opens { out.append(contentsOf: PGRowFormat.jsonHeader(table: t.name, columns: columns)) }
@@ -300,7 +303,7 @@ extension PostgresEngine {
       // a tar entry needs its size first: pass 1 measures, pass 2 writes (same snapshot); csv
       // tables are never split (splittablePages)
       precondition(unit?.pages == nil, "a csv table part cannot be split")
-      let header = PGRowFormat.csvHeader(try db.columns(oid: t.oid))
+      let header = PGRowFormat.csvHeader(shape.columns)
       var size = Int64(header.count)
       var record: [UInt8] = []
       var scratch: [UInt8] = []
@@ -367,7 +370,8 @@ extension PostgresEngine {
   /// `openWorker`); units (tables, or page ranges of big tables) reach the sink in order
   /// (PGParallelDump), each table's units in one part.
   func dumpTablesInParallel(
-    _ tables: [PGTable], units: [PGDumpUnit], layout: PGPartLayout, workers: PGWorkers, to sink: PartSink
+    _ tables: [PGTable], _ shapes: [PGDumpColumns], units: [PGDumpUnit], layout: PGPartLayout,
+    workers: PGWorkers, to sink: PartSink
   ) throws {
     let jobs = workers.connections.count
     let shared = PGParallelDump(count: units.count, lookahead: jobs + 1)
@@ -382,7 +386,8 @@ extension PostgresEngine {
           do {
             let out = OutputBuffer(sink: PGPipeSink(shared, i))
             let unit = units[i]
-            let checksum = try engine.dumpTable(db, tables[unit.table], layout: layout, out: out, unit: unit)
+            let checksum = try engine.dumpTable(
+              db, tables[unit.table], shapes[unit.table], layout: layout, out: out, unit: unit)
             try out.flush()
             shared.finish(i, checksum)
           } catch {

@@ -16,6 +16,13 @@ enum PGJSONKind {
   }
 }
 
+/// A table's dumped columns: `copyList` as `COPY t (…)` names them (quoted, comma-separated;
+/// empty for a table without columns) and `columns` (empty in the sql format, which needs none).
+struct PGDumpColumns {
+  var copyList: String
+  var columns: [PGColumn]
+}
+
 /// A dumped column: its name, its type as `format_type` writes it and how json writes it.
 struct PGColumn {
   var name: String
@@ -34,6 +41,12 @@ extension PGConnection {
       ORDER BY a.attnum
       """, [oid]
     ).map { PGColumn(name: $0[0]!, type: $0[1]!, kind: PGJSONKind(typeName: $0[2]!)) }
+  }
+
+  /// What a table's dump needs from the catalog: the COPY column list, and for the json and csv
+  /// formats the columns themselves.
+  func dumpColumns(oid: String, format: DumpFormat) throws -> PGDumpColumns {
+    PGDumpColumns(copyList: try copyColumns(oid: oid), columns: format == .sql ? [] : try columns(oid: oid))
   }
 
   /// The quoted qualified name of the table "schema.table" in this database, or nil.

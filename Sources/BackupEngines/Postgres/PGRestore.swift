@@ -332,18 +332,8 @@ final class PGRestoreSession {
     guard let copyLine = try PGRestoreSession.copyStatement(reader, table: table) else { return }
     let useSavepoint = request.continueOnError
     if run {
-      statementNumber += 1
       if useSavepoint { try db.query("SAVEPOINT ai_shell_copy") }
-      do {
-        let st = try copyLine.withUnsafeBytes { try db.execRaw($0) }
-        guard st == PGRES_COPY_IN else {
-          throw BackupError(
-            .corrupt, "the data part of \(table ?? "a table") does not start with COPY … FROM stdin")
-        }
-      } catch let e as PGStatementError {
-        throw BackupError(
-          .database, "statement \(statementNumber) (COPY \(table ?? "")) failed: \(e.message)")
-      }
+      try beginCopy(copyLine, table: table)
     }
     var buffer: [UInt8] = []
     buffer.reserveCapacity(512 * 1024)
@@ -372,16 +362,36 @@ final class PGRestoreSession {
     }
   }
 
+  /// Runs a table part's `COPY … FROM stdin;` line: the connection is then ready for its rows.
+  func beginCopy(_ copyLine: [UInt8], table: String?) throws {
+    statementNumber += 1
+    do {
+      let st = try copyLine.withUnsafeBytes { try db.execRaw($0) }
+      guard st == PGRES_COPY_IN else {
+        throw BackupError(
+          .corrupt, "the data part of \(table ?? "a table") does not start with COPY … FROM stdin")
+      }
+    } catch let e as PGStatementError {
+      throw BackupError(
+        .database, "statement \(statementNumber) (COPY \(table ?? "")) failed: \(e.message)")
+    }
+  }
+
+  /// A line's text from its first non-blank byte; nil for a blank or `--` comment line.
+  static func content(of line: [UInt8]) -> ArraySlice<UInt8>? {
+    guard let first = line.firstIndex(where: { !PGText.isBlank([$0][...]) }) else { return nil }
+    return line[first...].starts(with: [0x2D, 0x2D]) ? nil : line[first...]
+  }
+
   /// Reads a table part of the sql format up to and including its `COPY … FROM stdin;` line
   /// (skipping the marker and blank lines) and returns that line; nil for a part without rows
   /// (no COPY at all). Anything else before it is a corrupt part.
   static func copyStatement(_ reader: InputReader, table: String?) throws -> [UInt8]? {
     var line: [UInt8] = []
     while try reader.readLine(into: &line) {
-      guard let first = line.firstIndex(where: { !PGText.isBlank([$0][...]) }) else { continue }
-      if line[first...].starts(with: [0x2D, 0x2D]) { continue }
-      guard line[first...].starts(with: Array("COPY ".utf8)) else { break }
-      return Array(line[first...])
+      guard let text = content(of: line) else { continue }
+      guard text.starts(with: Array("COPY ".utf8)) else { break }
+      return Array(text)
     }
     guard line.isEmpty else {
       throw BackupError(.corrupt, "unexpected text in the data part of \(table ?? "a table")")
@@ -397,9 +407,9 @@ final class PGRestoreSession {
     if try reader.appendLines(upTo: limit, to: &buffer, until: endOfData) {
       var line: [UInt8] = []
       while try reader.readLine(into: &line) {
-        guard let first = line.firstIndex(where: { !PGText.isBlank([$0][...]) }) else { continue }
-        if line[first...].starts(with: [0x2D, 0x2D]) { continue }
-        throw BackupError(.corrupt, "unexpected text after the data of \(table ?? "a table")")
+        guard content(of: line) == nil else {
+          throw BackupError(.corrupt, "unexpected text after the data of \(table ?? "a table")")
+        }
       }
       return true
     }
@@ -652,12 +662,8 @@ extension PGRestoreSession {
   /// its checksum checked: `waitVerified` returns only then.
   func loadStream(of split: PGSplitCopy) throws {
     guard let copyLine = try split.copyStatement() else { return }
-    statementNumber += 1
+    try beginCopy(copyLine, table: split.table)
     do {
-      let st = try copyLine.withUnsafeBytes { try db.execRaw($0) }
-      guard st == PGRES_COPY_IN else {
-        throw BackupError(.corrupt, "the data part of \(split.table) does not start with COPY … FROM stdin")
-      }
       var chunk: [UInt8] = []
       chunk.reserveCapacity(512 * 1024)
       do {
