@@ -107,10 +107,12 @@ extension PostgresEngine {
     // a later lock of ours queue behind the DROP (docs/ARCHITECTURE.md, "PostgreSQL locks are all taken before the data")
     // (big tables split into page ranges, so one big table is read in parallel too)
     let layout = PGPartLayout(format: options.format, mtime: Int64(options.createdAt.timeIntervalSince1970))
+    // each table's columns, read once (a split table's ranges share them)
+    let shapes = try plan.dataTables.map { try db.dumpColumns(oid: $0.oid, format: options.format) }
     let units =
       options.jobs > 1
       ? PGDumpUnit.plan(
-        tables: plan.dataTables.count, pages: try splittablePages(db, plan.dataTables, layout))
+        tables: plan.dataTables.count, pages: try splittablePages(db, plan.dataTables, shapes, layout))
       : []
     let workers =
       units.count > 1
@@ -156,9 +158,7 @@ extension PostgresEngine {
     try out.flush()
     try sink.endPart(rows: nil, contentChecksum: nil)
 
-    // one part per table, from this connection or from parallel workers on the same snapshot;
-    // each table's columns read once here (a split table's ranges share them)
-    let shapes = try plan.dataTables.map { try db.dumpColumns(oid: $0.oid, format: options.format) }
+    // one part per table, from this connection or from parallel workers on the same snapshot
     if !workers.isEmpty {
       try dumpTablesInParallel(
         plan.dataTables, shapes, units: units, layout: layout, workers: PGWorkers(workers), to: sink)
@@ -235,7 +235,9 @@ extension PostgresEngine {
   /// table it reads whole): only on PostgreSQL 14 and newer (TID range scans; older servers
   /// would scan the whole table for every range), only in the sql and json formats (a csv
   /// part's tar header needs the table's size before its rows), and only tables with columns.
-  func splittablePages(_ db: PGConnection, _ tables: [PGTable], _ layout: PGPartLayout) throws -> [Int64?] {
+  func splittablePages(
+    _ db: PGConnection, _ tables: [PGTable], _ shapes: [PGDumpColumns], _ layout: PGPartLayout
+  ) throws -> [Int64?] {
     guard db.serverVersionNumber >= 140000, layout.format != .csv, !tables.isEmpty else {
       return tables.map { _ in nil }
     }
@@ -247,13 +249,11 @@ extension PostgresEngine {
                / pg_catalog.current_setting('block_size')::bigint
       FROM pg_catalog.pg_class c
       WHERE c.oid = ANY($1::oid[])
-        AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
-                    AND NOT a.attisdropped AND a.attgenerated = '')
       """, [oids])
     {
       if let oid = row[0], let n = row[1].flatMap({ Int64($0) }) { pages[oid] = n }
     }
-    return tables.map { pages[$0.oid] }
+    return zip(tables, shapes).map { t, shape in shape.copyList.isEmpty ? nil : pages[t.oid] }
   }
 
   /// Writes one table part's content (in the backup's format) from `db`'s snapshot; returns its
