@@ -119,35 +119,11 @@ public enum PGPlainDump {
     guard line.starts(with: Array("COPY ".utf8)) else { return nil }
     let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     guard text.hasSuffix(" FROM stdin;") else { return nil }
-    var rest = Substring(text.dropFirst(5))
-    func ident() -> String? {
-      if rest.first == "\"" {
-        var name = ""
-        var i = rest.index(after: rest.startIndex)
-        while i < rest.endIndex {
-          if rest[i] == "\"" {
-            let next = rest.index(after: i)
-            if next < rest.endIndex && rest[next] == "\"" {
-              name.append("\"")
-              i = rest.index(after: next)
-              continue
-            }
-            rest = rest[next...]
-            return name
-          }
-          name.append(rest[i])
-          i = rest.index(after: i)
-        }
-        return nil
-      }
-      let name = rest.prefix { $0 != "." && $0 != " " }
-      rest = rest.dropFirst(name.count)
-      return name.isEmpty ? nil : String(name)
+    // pg_dump always qualifies the table and quotes what needs quoting (SQLTokens unquotes)
+    guard let name = SQLTokens(line[...], limit: 4).qualifiedName(at: 1), name.parts.count == 2 else {
+      return nil
     }
-    guard let schema = ident(), rest.first == "." else { return nil }
-    rest = rest.dropFirst()
-    guard let table = ident() else { return nil }
-    return "\(schema).\(table)"
+    return name.parts.joined(separator: ".")
   }
 }
 
