@@ -107,7 +107,11 @@ let package = Package(
     .testTarget(
       name: "MariaDBTests", dependencies: ["ai-shell", "BackupEngines", "BackupCore", "TestSupport"]),
     .testTarget(name: "BackupNotifyTests", dependencies: ["BackupNotify", "TestSupport"]),
-    .testTarget(name: "BackupCloudTests", dependencies: ["BackupCloud", "BackupStorage", "TestSupport"]),
+    .testTarget(
+      name: "BackupCloudTests",
+      dependencies: [
+        "BackupCloud", "BackupStorage", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
+      ]),
     .testTarget(name: "EndToEndTests", dependencies: ["ai-shell", "TestSupport"]),
   ],
   swiftLanguageModes: [.v6]

@@ -48,11 +48,13 @@ public struct S3Settings: Sendable {
 struct S3Response {
   var status: Int
   var headers: HTTPHeaders
-  var body: [UInt8]
+  /// The body as async-http-client collected it (downloads use it without a copy).
+  var bytes: ByteBuffer
   /// The time the request was signed with (for RequestTimeTooSkewed).
   var signedAt = Date()
   func header(_ name: String) -> String? { headers.first(name: name) }
-  var text: String { String(decoding: body, as: UTF8.self) }
+  var body: [UInt8] { Array(bytes.readableBytesView) }
+  var text: String { String(buffer: bytes) }
 }
 
 /// The HTTP half of the S3 backend: addressing, signing, sending, and turning failures into one
@@ -124,7 +126,7 @@ final class S3Client: @unchecked Sendable {
       }
       return S3Response(
         status: Int(response.status.code), headers: response.headers,
-        body: response.body.map { Array($0.readableBytesView) } ?? [], signedAt: signedAt)
+        bytes: response.body ?? ByteBuffer(), signedAt: signedAt)
     }
   }
 
@@ -139,9 +141,18 @@ final class S3Client: @unchecked Sendable {
     let url = "\(scheme)://\(host)\(path)" + (queryText.isEmpty ? "" : "?\(queryText)")
     var all = headers
     all["host"] = host
-    let payloadHash =
-      body.map { b in SigV4Signer.hex(Array(b.withUnsafeReadableBytes { SHA256.hash(data: $0) })) }
-      ?? SigV4Signer.emptyPayloadHash
+    // A body with a Content-MD5 header (every object and part upload) is checked by the server
+    // against that MD5, and the header is signed, so the body need not be hashed a second time
+    // with SHA-256 for the signature (as `aws s3 cp` does over HTTPS); other bodies are signed.
+    let payloadHash: String
+    if let body {
+      payloadHash =
+        headers["content-md5"] != nil
+        ? SigV4Signer.unsignedPayload
+        : SigV4Signer.hex(Array(body.withUnsafeReadableBytes { SHA256.hash(data: $0) }))
+    } else {
+      payloadHash = SigV4Signer.emptyPayloadHash
+    }
     let signedAt = clock()
     let auth = signer.sign(
       method: method.rawValue, path: path, query: query, headers: all, payloadHash: payloadHash,
@@ -191,7 +202,7 @@ final class S3Client: @unchecked Sendable {
   ) throws -> S3Response {
     let r = try send(
       method, key: key, query: query, headers: headers, body: body, timeoutSeconds: timeoutSeconds)
-    guard (200..<300).contains(r.status), !(r.body.count < 4096 && r.text.contains("<Error>")) else {
+    guard (200..<300).contains(r.status), !(r.bytes.readableBytes < 4096 && r.text.contains("<Error>")) else {
       throw failure(r, action: action, key: key)
     }
     return r

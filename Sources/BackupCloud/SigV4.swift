@@ -18,6 +18,10 @@ public struct SigV4Signer: Sendable {
   /// The SHA-256 (hex) of an empty body.
   public static let emptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
+  /// The payload hash of a request whose body is not part of the signature (S3 accepts it; the
+  /// body is then checked by a signed Content-MD5 header instead).
+  public static let unsignedPayload = "UNSIGNED-PAYLOAD"
+
   /// Headers to add to a request: x-amz-date, x-amz-content-sha256, the session token if any,
   /// and Authorization. `path` is the URI path exactly as sent (already encoded with
   /// `encodePath`); `query` is unencoded; `headers` are the other headers to sign (host at least).
@@ -56,12 +60,15 @@ public struct SigV4Signer: Sendable {
     return out
   }
 
+  /// `yyyyMMdd'T'HHmmss'Z'` in UTC, by hand: a DateFormatter per request costs more than the
+  /// signature and loads ICU.
   static func timestamp(_ date: Date) -> String {
-    let f = DateFormatter()
-    f.locale = Locale(identifier: "en_US_POSIX")
-    f.timeZone = TimeZone(identifier: "UTC")
-    f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-    return f.string(from: date)
+    var t = time_t(date.timeIntervalSince1970.rounded(.down))
+    var parts = tm()
+    gmtime_r(&t, &parts)
+    func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+    return "\(parts.tm_year + 1900)\(two(parts.tm_mon + 1))\(two(parts.tm_mday))T"
+      + "\(two(parts.tm_hour))\(two(parts.tm_min))\(two(parts.tm_sec))Z"
   }
 
   static func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {

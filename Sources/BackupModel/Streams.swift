@@ -220,6 +220,13 @@ public final class InputReader {
 /// Anything a backup file can be streamed into (a local file, later an upload).
 public protocol ByteOutput: AnyObject {
   func write(_ bytes: UnsafeRawBufferPointer) throws
+  /// Writes a whole array; an output that keeps the bytes after returning (a hashing lane)
+  /// shares the array instead of copying it.
+  func write(array: [UInt8]) throws
+}
+
+extension ByteOutput {
+  public func write(array: [UInt8]) throws { try array.withUnsafeBytes { try write($0) } }
 }
 
 /// A stored backup file read at arbitrary offsets (a local file, later a ranged GET).

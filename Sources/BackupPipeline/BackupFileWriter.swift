@@ -99,7 +99,7 @@ public final class BackupFileWriter: PartSink {
     let rawLength = Int64(raw.count)
     let record: ([UInt8]) throws -> Void = { [self] stored in
       partHashing.update(partDigests[partIndex], with: stored)
-      try stored.withUnsafeBytes { try output.write($0) }
+      try output.write(array: stored)
       parts[partIndex].members.append(
         Manifest.Member(
           rawOffset: rawOffset, rawLength: rawLength, storedOffset: storedBytes,

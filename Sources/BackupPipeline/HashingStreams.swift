@@ -18,6 +18,12 @@ public final class HashingOutput: ByteOutput {
     lane.update(digest, with: [UInt8](bytes))
   }
 
+  public func write(array: [UInt8]) throws {
+    try array.withUnsafeBytes { try output.write($0) }
+    bytesWritten += Int64(array.count)
+    lane.update(digest, with: array)
+  }
+
   /// The SHA-256 of every byte written so far (waits for the lane).
   public func finalizeHex() -> String {
     lane.wait()

@@ -1,6 +1,7 @@
 import BackupModel
 import BackupStorage
 import Foundation
+import NIOCore
 import TestSupport
 import Testing
 
@@ -140,6 +141,43 @@ import Testing
     #expect(try readRange(input, 5_000_000, 3_000_000) == Array(data[5_000_000..<8_000_000]))
     #expect(
       try readRange(input, 30_000_000, data.count - 30_000_000, chunk: 1 << 20) == Array(data[30_000_000...]))
+  }
+
+  /// Object and part bodies are sent as UNSIGNED-PAYLOAD (not hashed twice); the signed
+  /// Content-MD5 header is what the server checks the body against, so a body that does not
+  /// match it is refused, and nothing is stored. (SeaweedFS checks it as S3 does; moto stores
+  /// such a body without checking, so it is not the judge here.)
+  @Test func unsignedBodiesAreCheckedAgainstTheirSignedMD5() throws {
+    guard let server = S3TestServer.seaweed else { return skipNote("SeaweedFS Content-MD5") }
+    do {
+      let store = try server.store()
+      let body = ByteBuffer(string: "the body that is sent")
+      let otherMD5 = Data(S3Client.md5(Array("a different body".utf8))).base64EncodedString()
+      let bad = try store.client.send(
+        .PUT, key: store.client.key("backup-md5.bin"), headers: ["content-md5": otherMD5], body: body)
+      #expect(bad.status == 400, "\(server.name): \(bad.status) \(bad.text)")
+      #expect(
+        bad.text.contains("BadDigest") || bad.text.contains("InvalidDigest"), "\(server.name): \(bad.text)")
+      #expect(try store.stat("backup-md5.bin") == nil, "\(server.name)")
+      try store.putObject(key: store.client.key("backup-md5.bin"), body: body)
+      #expect(try store.read("backup-md5.bin") == Data("the body that is sent".utf8), "\(server.name)")
+    }
+  }
+
+  /// An upload never holds more than `parallel` part buffers (the one being filled included),
+  /// and reuses them: memory is partSize x parallel whatever the object's size.
+  @Test func partBuffersAreBoundedByParallelAndReused() throws {
+    guard let server = S3TestServer.seaweed else { return skipNote("part buffers") }
+    let part = S3Settings.minPartSize
+    let store = try server.store(partSize: part, parallel: 2)
+    let upload = try #require(try store.put("backup-buffers.bin") as? S3Upload)
+    let data = pattern(part * 5 + 123)
+    for chunk in stride(from: 0, to: data.count, by: 1 << 20) {
+      try data[chunk..<min(data.count, chunk + (1 << 20))].withUnsafeBytes { try upload.write($0) }
+    }
+    try upload.finish()
+    #expect(upload.partBuffersAllocated <= 2, "\(upload.partBuffersAllocated) buffers for 6 parts")
+    #expect(try store.read("backup-buffers.bin") == Data(data))
   }
 
   /// Upload progress counts what S3 acknowledged (completed parts), not what was written.
