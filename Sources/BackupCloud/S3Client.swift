@@ -211,7 +211,12 @@ final class S3Client: @unchecked Sendable {
   /// The error a failed answer means: transient for 5xx/429/SlowDown, else one clear line that
   /// names the credential source (never the secret) when the request was refused.
   func failure(_ r: S3Response, action: String, key: String?) -> Error {
-    let code = XML.first("Code", in: r.text) ?? "HTTP \(r.status)"
+    var code = XML.first("Code", in: r.text) ?? "HTTP \(r.status)"
+    if r.status == 403 && r.bytes.readableBytes == 0 {
+      // answers to HEAD carry no error document: a refusal is either the clock (told by the
+      // Date header, more than S3's 15 minutes off) or the credentials
+      code = abs(skewSeconds(r) ?? 0) > 15 * 60 ? "RequestTimeTooSkewed" : "AccessDenied"
+    }
     var message = XML.first("Message", in: r.text) ?? ""
     if message.count > 160 { message = String(message.prefix(160)) + "..." }
     let what = "S3 \(action) of \(key.map { "s3://\(settings.bucket)/\($0)" } ?? location)"
@@ -244,6 +249,17 @@ final class S3Client: @unchecked Sendable {
   /// How far this machine's clock is off the server's, in words, from the answer's Date header
   /// (or the error's ServerTime) against the time the request was signed with.
   func clockSkew(_ r: S3Response) -> String {
+    guard let seconds = skewSeconds(r) else { return "this machine's clock is off the server's" }
+    let amount =
+      abs(seconds) >= 7200
+      ? "\(abs(seconds) / 3600) hours"
+      : abs(seconds) >= 120 ? "\(abs(seconds) / 60) minutes" : "\(abs(seconds)) seconds"
+    return "this machine's clock is \(amount) \(seconds > 0 ? "ahead of" : "behind") the server's"
+  }
+
+  /// Seconds the signing time was ahead of the server's time (negative: behind), when the answer
+  /// tells the server's time.
+  func skewSeconds(_ r: S3Response) -> Int? {
     let http = DateFormatter()
     http.locale = Locale(identifier: "en_US_POSIX")
     http.timeZone = TimeZone(identifier: "GMT")
@@ -255,13 +271,7 @@ final class S3Client: @unchecked Sendable {
       ?? XML.first("ServerTime", in: r.text).flatMap {
         iso.date(from: $0) ?? ISO8601DateFormatter().date(from: $0)
       }
-    guard let server else { return "this machine's clock is off the server's" }
-    let seconds = Int(r.signedAt.timeIntervalSince(server).rounded())
-    let amount =
-      abs(seconds) >= 7200
-      ? "\(abs(seconds) / 3600) hours"
-      : abs(seconds) >= 120 ? "\(abs(seconds) / 60) minutes" : "\(abs(seconds)) seconds"
-    return "this machine's clock is \(amount) \(seconds > 0 ? "ahead of" : "behind") the server's"
+    return server.map { Int(r.signedAt.timeIntervalSince($0).rounded()) }
   }
 
   /// Headers every new object gets: storage class and server-side encryption.

@@ -144,12 +144,16 @@ extension BackupService {
     do {
       let hashing = HashingOutput(output)
       progress?.begin("download", totalBytes: m.file.sizeBytes)
-      var buffer = [UInt8](repeating: 0, count: 1 << 20)
       var offset: Int64 = 0
       while offset < input.size {
-        let n = try buffer.withUnsafeMutableBytes { try input.read(at: offset, into: $0) }
+        // a fresh array per read, handed to the hashing lane as it is (no copy for the lane)
+        var n = 0
+        let chunk = try [UInt8](unsafeUninitializedCapacity: 1 << 20) { buffer, count in
+          n = try input.read(at: offset, into: UnsafeMutableRawBufferPointer(buffer))
+          count = n
+        }
         guard n > 0 else { throw BackupError(.corrupt, "\(cloud.location)/\(m.file.name) ended early") }
-        try buffer.withUnsafeBytes { try hashing.write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        try hashing.write(array: chunk)
         offset += Int64(n)
         progress?.advance(to: offset)
       }

@@ -7,6 +7,9 @@ public protocol PartSink: AnyObject {
   func beginPart(kind: PartKind, table: String?) throws
   /// Appends bytes to the current part.
   func write(_ bytes: UnsafeRawBufferPointer) throws
+  /// Appends a whole array; a sink that keeps the bytes (a parallel dump's hand-over to the
+  /// writer thread) takes the array instead of copying it.
+  func write(array: [UInt8]) throws
   /// Ends the current part. `rows` and `contentChecksum` are set for table parts.
   func endPart(rows: Int64?, contentChecksum: String?) throws
   /// How many bytes of the source the engine has read so far (for progress; optional).
@@ -15,6 +18,7 @@ public protocol PartSink: AnyObject {
 
 extension PartSink {
   public func reportSourceProgress(_ bytesRead: Int64) {}
+  public func write(array: [UInt8]) throws { try array.withUnsafeBytes { try write($0) } }
 }
 
 /// A pull stream of raw bytes (one part of a backup, already decoded and checked).
@@ -84,7 +88,8 @@ public final class OutputBuffer {
   /// Hands every buffered byte to the sink.
   public func flush() throws {
     guard !bytes.isEmpty else { return }
-    try bytes.withUnsafeBytes { try sink.write($0) }
+    try sink.write(array: bytes)
+    // a sink that kept the array leaves it shared: this gives the buffer fresh storage
     bytes.removeAll(keepingCapacity: true)
     afterFlush?()
   }

@@ -26,6 +26,10 @@ import Testing
     #expect(!error.description.contains(secret))
     #expect(error.status == .storage)
     #expect(try good.stat("backup-x.bin") == nil)
+    // a HEAD's refusal has no error document, and still names the credentials
+    let head = try #require(throws: BackupError.self) { try bad.stat("backup-x.bin") }
+    #expect(
+      head.description.contains("refused") && head.description.contains("profile wrong in /x"), "\(head)")
   }
 
   /// Keys with spaces, +, =, unicode and slashes in the prefix are signed and stored as given.
@@ -122,6 +126,11 @@ import Testing
     store.clock = { Date().addingTimeInterval(-40 * 60) }
     let behind = try #require(throws: BackupError.self) { try store.list(prefix: "") }
     #expect(behind.description.contains("minutes behind"), "\(behind)")
+    // a HEAD's refusal has no error document: the Date header tells the skew
+    let head = try #require(throws: BackupError.self) { try store.stat("backup-skew") }
+    #expect(
+      head.description.contains("RequestTimeTooSkewed") && head.description.contains("minutes behind"),
+      "\(head)")
     store.clock = { Date().addingTimeInterval(60) }
     try store.put("backup-skew", data: Data("x".utf8))
     #expect(try store.stat("backup-skew") == 1)

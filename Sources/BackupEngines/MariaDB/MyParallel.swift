@@ -116,6 +116,7 @@ final class MyChannelSink: PartSink {
   init(_ channel: MyChunkChannel) { self.channel = channel }
   func beginPart(kind: PartKind, table: String?) throws { try channel.push(.begin(kind, table)) }
   func write(_ bytes: UnsafeRawBufferPointer) throws { try channel.push(.bytes(Array(bytes))) }
+  func write(array: [UInt8]) throws { try channel.push(.bytes(array)) }
   func endPart(rows: Int64?, contentChecksum: String?) throws {
     try channel.push(.end(rows, contentChecksum))
   }

@@ -84,12 +84,12 @@ final class PGParallelDump: @unchecked Sendable {
   }
 
   /// Hands a chunk of unit `i` to the writer; waits while the unit has `capacity` bytes pending.
-  func put(_ i: Int, _ bytes: UnsafeRawBufferPointer) throws {
+  func put(_ i: Int, _ bytes: [UInt8]) throws {
     cond.lock()
     defer { cond.unlock() }
     while failure == nil && buffered[i] >= capacity { cond.wait() }
     if let failure { throw failure }
-    chunks[i].append(Array(bytes))
+    chunks[i].append(bytes)
     buffered[i] += bytes.count
     cond.broadcast()
   }
@@ -140,7 +140,8 @@ final class PGPipeSink: PartSink {
     self.index = index
   }
   func beginPart(kind: PartKind, table: String?) throws {}
-  func write(_ bytes: UnsafeRawBufferPointer) throws { try dump.put(index, bytes) }
+  func write(_ bytes: UnsafeRawBufferPointer) throws { try dump.put(index, Array(bytes)) }
+  func write(array: [UInt8]) throws { try dump.put(index, array) }
   func endPart(rows: Int64?, contentChecksum: String?) throws {}
 }
 
