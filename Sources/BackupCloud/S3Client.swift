@@ -130,6 +130,18 @@ final class S3Client: @unchecked Sendable {
     }
   }
 
+  /// A presigned URL for one object: anyone holding it may `method` the object until it
+  /// expires, without credentials (SigV4 query signing; `expires` at most 7 days, as S3 allows).
+  func presignedURL(_ method: HTTPMethod, key: String, expires: Int, date: Date? = nil) -> String {
+    let path = bucketPath + "/" + SigV4Signer.encodePath(key)
+    let query = signer.presign(
+      method: method.rawValue, path: path, host: host, expires: min(max(1, expires), 7 * 24 * 3600),
+      date: date ?? clock())
+    // the signature last, as AWS writes them
+    return "\(scheme)://\(host)\(path)?\(SigV4Signer.canonicalQuery(Array(query.dropLast())))"
+      + "&X-Amz-Signature=\(query.last!.1)"
+  }
+
   /// Signs and sends one request without waiting for it.
   func start(
     _ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [String: String] = [:],

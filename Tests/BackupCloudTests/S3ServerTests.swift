@@ -221,6 +221,74 @@ import Testing
     }
   }
 
+  /// Presigned URLs: SeaweedFS serves the object for ours, and refuses one whose signature,
+  /// expiry or key was tampered with, or that has expired; and `aws s3 presign` (botocore, an
+  /// independent signer) signs the same request with the same signature.
+  @Test func presignedURLsAreCheckedBySeaweedFSAndMatchTheCLI() throws {
+    guard let server = S3TestServer.seaweed else { return skipNote("presigned URLs") }
+    let store = try server.store(prefix: "pre signed")
+    try store.put("backup a+b.bin", data: Data("presigned body".utf8))
+    try store.put("other.bin", data: Data("other".utf8))
+    let key = store.client.key("backup a+b.bin")
+    let dir = TempDir("presign")
+    func get(_ url: String) throws -> (code: String, body: Data?) {
+      let r = try runProcess(
+        "curl", ["-s", "-o", dir.file("body"), "-w", "%{http_code}", url], timeout: 60)
+      let body = FileManager.default.contents(atPath: dir.file("body"))
+      try? FileManager.default.removeItem(atPath: dir.file("body"))
+      return (String(decoding: r.stdout, as: UTF8.self), body)
+    }
+    let url = store.client.presignedURL(.GET, key: key, expires: 300)
+    let ok = try get(url)
+    #expect(ok.code == "200" && ok.body == Data("presigned body".utf8), "\(ok.code) \(url)")
+    // the signature's last digit changed
+    let last = url.last!
+    let badSignature = String(url.dropLast()) + (last == "0" ? "1" : "0")
+    #expect(try get(badSignature).code == "403")
+    // a longer life than was signed
+    #expect(
+      try get(url.replacingOccurrences(of: "X-Amz-Expires=300", with: "X-Amz-Expires=3000")).code == "403")
+    // another object under the same signature
+    let otherKey = SigV4Signer.encodePath(store.client.key("other.bin"))
+    #expect(try get(url.replacingOccurrences(of: SigV4Signer.encodePath(key), with: otherKey)).code == "403")
+    // expired: signed ten minutes ago for one minute
+    let expired = store.client.presignedURL(
+      .GET, key: key, expires: 60, date: Date().addingTimeInterval(-600))
+    #expect(try get(expired).code == "403")
+
+    // botocore signs the same request, at its own time, with the same signature (its presign
+    // is SigV2 for custom endpoints unless the profile asks for s3v4)
+    try Data("[default]\ns3 =\n    signature_version = s3v4\n".utf8).write(
+      to: URL(fileURLWithPath: dir.file("aws-config")))
+    let env = [
+      "AWS_ACCESS_KEY_ID": server.accessKey, "AWS_SECRET_ACCESS_KEY": server.secretKey,
+      "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": dir.file("aws-config"),
+      "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    ]
+    let cli = try runProcess(
+      "aws",
+      [
+        "--endpoint-url", server.endpoint, "s3", "presign", "s3://\(store.settings.bucket)/\(key)",
+        "--expires-in", "300",
+      ], environment: env)
+    #expect(cli.status == 0, "\(String(decoding: cli.stderr, as: UTF8.self))")
+    let theirs = String(decoding: cli.stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    func parameter(_ name: String, _ url: String) -> String? {
+      URLComponents(string: url)?.queryItems?.first { $0.name == name }?.value
+    }
+    let stamp = try #require(parameter("X-Amz-Date", theirs), "\(theirs)")
+    let formatter = DateFormatter()
+    formatter.locale = Locale(identifier: "en_US_POSIX")
+    formatter.timeZone = TimeZone(identifier: "UTC")
+    formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+    let at = try #require(formatter.date(from: stamp))
+    let ours = store.client.presignedURL(.GET, key: key, expires: 300, date: at)
+    #expect(
+      parameter("X-Amz-Signature", ours) == parameter("X-Amz-Signature", theirs),
+      "ours \(ours)\ncli \(theirs)")
+    #expect(try get(theirs).code == "200")
+  }
+
   /// The AWS CLI, an independent client, reads what we wrote byte for byte, and we read what
   /// it wrote.
   @Test func awsCLIInterop() throws {

@@ -6,13 +6,16 @@ import Testing
 @testable import BackupCloud
 
 @Suite struct SigV4Tests {
+  /// The credentials and region of AWS's documented examples.
+  static let awsExampleSigner = SigV4Signer(
+    credentials: AWSCredentials(
+      accessKeyId: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+      source: "test"),
+    region: "us-east-1")
+
   /// The "GET Object" example of AWS's SigV4 documentation (header-based auth, S3).
   @Test func awsDocumentedGetObjectExample() {
-    let signer = SigV4Signer(
-      credentials: AWSCredentials(
-        accessKeyId: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-        source: "test"),
-      region: "us-east-1")
+    let signer = Self.awsExampleSigner
     let date = Date(timeIntervalSince1970: 1_369_353_600)  // 2013-05-24T00:00:00Z
     let h = signer.sign(
       method: "GET", path: "/test.txt", query: [],
@@ -23,6 +26,20 @@ import Testing
       h["Authorization"]
         == "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
     )
+  }
+
+  /// The presigned URL example of AWS's SigV4 documentation (query-string auth, S3).
+  @Test func awsDocumentedPresignedURLExample() {
+    let signer = Self.awsExampleSigner
+    let query = signer.presign(
+      method: "GET", path: "/test.txt", host: "examplebucket.s3.amazonaws.com", expires: 86400,
+      date: Date(timeIntervalSince1970: 1_369_353_600))
+    #expect(
+      SigV4Signer.canonicalQuery(Array(query.dropLast()))
+        == "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host"
+    )
+    #expect(query.last?.0 == "X-Amz-Signature")
+    #expect(query.last?.1 == "aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404")
   }
 
   @Test func uriAndQueryEncoding() {
