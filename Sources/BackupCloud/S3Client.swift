@@ -71,11 +71,16 @@ final class S3Client: @unchecked Sendable {
   var clock: @Sendable () -> Date = { Date() }
 
   /// One client for the process, on NIO's shared event loops: requests run there while the
-  /// synchronous pipeline waits for their futures.
-  static let http = HTTPClient(
-    eventLoopGroupProvider: .singleton,
-    configuration: HTTPClient.Configuration(
-      redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10), read: .seconds(120))))
+  /// synchronous pipeline waits for their futures. A connection that cannot be made fails the
+  /// request at once: the store's RetryPolicy (backoff with jitter) is the one retry layer. With
+  /// async-http-client's own connection retries on top, every attempt at a dead server took the
+  /// whole 10 s connect timeout, and an error took a minute to appear.
+  static let http: HTTPClient = {
+    var configuration = HTTPClient.Configuration(
+      redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10), read: .seconds(120)))
+    configuration.connectionPool.retryConnectionEstablishment = false
+    return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+  }()
 
   init(settings: S3Settings, credentials: AWSCredentials) throws {
     self.settings = settings

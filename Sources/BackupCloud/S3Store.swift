@@ -479,7 +479,8 @@ final class S3Input: RandomAccessInput {
 extension S3Store: UnfinishedUploads {
   public func unfinishedUploads() throws -> [UnfinishedUpload] {
     let base = settings.prefix.isEmpty ? "" : settings.prefix + "/"
-    return try pendingUploads().compactMap { u in
+    // callers reach this store unwrapped (no RetryingStore): retry here
+    return try partRetry.run { try pendingUploads() }.compactMap { u in
       guard u.key.hasPrefix(base) else { return nil }
       let name = String(u.key.dropFirst(base.count))
       return name.contains("/") ? nil : UnfinishedUpload(name: name, started: u.initiated, handle: u.uploadId)
@@ -487,6 +488,7 @@ extension S3Store: UnfinishedUploads {
   }
 
   public func abortUpload(_ upload: UnfinishedUpload) throws {
-    try abort(PendingUpload(key: client.key(try Self.checkName(upload.name)), uploadId: upload.handle))
+    let pending = PendingUpload(key: client.key(try Self.checkName(upload.name)), uploadId: upload.handle)
+    try partRetry.run { try abort(pending) }
   }
 }

@@ -404,6 +404,24 @@ final class FlakyStore: BlobStore, @unchecked Sendable {
 /// A proxy in front of SeaweedFS that answers 503 SlowDown for a while: every call (each part
 /// of a multipart upload alone) is retried and succeeds.
 @Suite struct ThrottlingTests {
+  /// A refused connection fails each attempt at once, so a dead endpoint is reported after the
+  /// retry policy's backoff (about 8 s with the defaults), not after a connect timeout per attempt
+  /// (async-http-client's own connection retries made that 10 s each: a minute in all).
+  @Test func aDeadEndpointFailsAfterTheRetriesNotAfterConnectTimeouts() throws {
+    let policy = RetryPolicy(attempts: 3, baseDelay: 0.01, maxDelay: 0.02)
+    let dead = try S3Store(
+      settings: S3Settings(bucket: "dead-endpoint", endpoint: "http://127.0.0.1:1"),
+      credentials: AWSCredentials(accessKeyId: "AKIDEAD", secretAccessKey: "dead-secret", source: "test"),
+      partRetry: policy)
+    let started = Date()
+    let error = try #require(throws: BackupError.self) {
+      try RetryingStore(dead, policy: policy).stat("backup-x")
+    }
+    #expect(error.description.contains("cannot reach S3 at http://127.0.0.1:1"), "\(error)")
+    #expect(Date().timeIntervalSince(started) < 8, "an attempt waited for a connect timeout")
+    #expect(throws: BackupError.self) { try dead.unfinishedUploads() }
+  }
+
   @Test func slowDownIsRetriedUntilItSucceeds() throws {
     guard let server = S3TestServer.seaweed else { return skipNote("503 SlowDown proxy") }
     let upstream = try #require(URL(string: server.endpoint))
