@@ -78,6 +78,9 @@ let package = Package(
       dependencies: [
         "BackupModel", "BackupPipeline", "BackupEngines", "BackupStorage", "BackupNotify", "BackupCloud",
         .product(name: "Logging", package: "swift-log"),
+        // webhooks (the same HTTP client as BackupCloud's S3)
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
       ]
     ),
     .target(

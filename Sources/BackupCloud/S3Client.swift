@@ -197,19 +197,7 @@ final class S3Client: @unchecked Sendable {
   }
 
   /// A transport failure in a few words ("connection refused", "the server closed the connection").
-  static func describe(_ error: Error) -> String {
-    if let io = error as? IOError { return String(cString: strerror(io.errnoCode)).lowercased() }
-    if let e = error as? HTTPClientError {
-      switch e {
-      case .connectTimeout: return "no connection within 10 seconds"
-      case .readTimeout: return "no answer within 120 seconds"
-      case .deadlineExceeded: return "the request took too long"
-      case .remoteConnectionClosed: return "the server closed the connection"
-      default: return "\(e)"
-      }
-    }
-    return "\(error)"
-  }
+  static func describe(_ error: Error) -> String { describeTransportError(error) }
 
   /// Sends and requires a 2xx answer (an S3 error document inside a 200 counts as a failure).
   @discardableResult
@@ -375,4 +363,20 @@ enum XML {
     s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
       .replacingOccurrences(of: ">", with: "&gt;")
   }
+}
+
+/// One line for an async-http-client transport failure (the errno's text for socket errors, such
+/// as "connection refused"), for S3 calls and webhooks alike.
+public func describeTransportError(_ error: Error) -> String {
+  if let io = error as? IOError { return String(cString: strerror(io.errnoCode)).lowercased() }
+  if let e = error as? HTTPClientError {
+    switch e {
+    case .connectTimeout: return "no connection within 10 seconds"
+    case .readTimeout: return "no answer in time"
+    case .deadlineExceeded: return "the request took too long"
+    case .remoteConnectionClosed: return "the server closed the connection"
+    default: return "\(e)"
+    }
+  }
+  return "\(error)"
 }

@@ -145,7 +145,7 @@ public final class HashLane: @unchecked Sendable {
   private let queue: DispatchQueue
   private let slots: DispatchSemaphore
 
-  public init(label: String, depth: Int = 3) {
+  public init(label: String, depth: Int = 2) {
     queue = DispatchQueue(label: label)
     slots = DispatchSemaphore(value: depth)
   }

@@ -1,9 +1,9 @@
+import AsyncHTTPClient
+import BackupCloud
 import BackupModel
 import Foundation
-
-#if canImport(FoundationNetworking)
-  import FoundationNetworking
-#endif
+import NIOCore
+import NIOHTTP1
 
 /// The JSON body POSTed to a schedule's webhook after each run (docs/SCHEDULES.md).
 public struct WebhookPayload: Codable, Sendable, Equatable {
@@ -58,11 +58,16 @@ public enum Webhook {
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     encoder.dateEncodingStrategy = .iso8601
     guard let body = try? encoder.encode(payload) else { return false }
-    var request = URLRequest(url: target, timeoutInterval: timeoutSeconds)
-    request.httpMethod = "POST"
-    request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-    request.setValue("ai-shell/\(ToolInfo.version)", forHTTPHeaderField: "User-Agent")
-    request.httpBody = body
+    let request: HTTPClient.Request
+    do {
+      var r = try HTTPClient.Request(url: url, method: .POST, body: .data(body))
+      r.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
+      r.headers.replaceOrAdd(name: "User-Agent", value: "ai-shell/\(ToolInfo.version)")
+      request = r
+    } catch {
+      log("webhook \(redacted(target)): not a usable http(s) URL (\(error))")
+      return false
+    }
     var backoff = firstBackoffSeconds
     for attempt in 0...max(retries, 0) {
       if attempt > 0 {
@@ -87,32 +92,29 @@ public enum Webhook {
     return c.string ?? "(url)"
   }
 
+  /// The process's webhook client (async-http-client, as the S3 backend uses: Foundation's
+  /// URLSession would load libcurl and GnuTLS into every ai-shell process for this alone).
+  /// Redirects are followed, as a browser would; a refused connection fails the attempt at once
+  /// (the attempts and their backoff are `deliver`'s).
+  static let client: HTTPClient = {
+    var configuration = HTTPClient.Configuration(
+      redirectConfiguration: .follow(max: 5, allowCycles: false),
+      timeout: .init(connect: .seconds(10), read: .seconds(60)))
+    configuration.connectionPool.retryConnectionEstablishment = false
+    return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+  }()
+
   /// One POST; nil on a 2xx answer, else what went wrong.
-  static func post(_ request: URLRequest, timeoutSeconds: Double) -> String? {
-    final class Box: @unchecked Sendable {
-      var problem: String? = "no answer"
-    }
-    let box = Box()
-    let done = DispatchSemaphore(value: 0)
-    let config = URLSessionConfiguration.ephemeral
-    config.timeoutIntervalForRequest = timeoutSeconds
-    config.timeoutIntervalForResource = timeoutSeconds
-    let session = URLSession(configuration: config)
-    let task = session.dataTask(with: request) { _, response, error in
-      if let error {
-        box.problem = error.localizedDescription
-      } else if let http = response as? HTTPURLResponse {
-        box.problem = (200..<300).contains(http.statusCode) ? nil : "HTTP \(http.statusCode)"
-      }
-      done.signal()
-    }
-    task.resume()
-    if done.wait(timeout: .now() + timeoutSeconds + 5) == .timedOut {
-      task.cancel()
-      session.invalidateAndCancel()
+  static func post(_ request: HTTPClient.Request, timeoutSeconds: Double) -> String? {
+    let deadline = NIODeadline.now() + .milliseconds(Int64(timeoutSeconds * 1000))
+    do {
+      let response = try client.execute(request: request, deadline: deadline).wait()
+      let code = Int(response.status.code)
+      return (200..<300).contains(code) ? nil : "HTTP \(code)"
+    } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
       return "timed out after \(Int(timeoutSeconds)) s"
+    } catch {
+      return describeTransportError(error)
     }
-    session.finishTasksAndInvalidate()
-    return box.problem
   }
 }
