@@ -85,6 +85,27 @@ public final class OutputBuffer {
     if bytes.count >= flushThreshold { try flush() }
   }
 
+  /// A batch an engine fills in a local array and hands over with `flush(batch:)` once it holds
+  /// `batchThreshold` bytes: per-row appends to a local array need no dynamic exclusivity checks,
+  /// which on this class's `bytes` were ~10% of a PostgreSQL dump's CPU (one check per row).
+  public var batchThreshold: Int { flushThreshold }
+
+  public func makeBatch() -> [UInt8] {
+    var batch: [UInt8] = []
+    batch.reserveCapacity(flushThreshold + 64 * 1024)
+    return batch
+  }
+
+  /// Hands the buffered bytes, then `batch`, to the sink (the array itself: a sink may keep it),
+  /// and empties `batch`.
+  public func flush(batch: inout [UInt8]) throws {
+    try flush()
+    guard !batch.isEmpty else { return }
+    try sink.write(array: batch)
+    batch.removeAll(keepingCapacity: true)
+    afterFlush?()
+  }
+
   /// Hands every buffered byte to the sink.
   public func flush() throws {
     guard !bytes.isEmpty else { return }

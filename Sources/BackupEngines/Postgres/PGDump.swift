@@ -283,22 +283,28 @@ extension PostgresEngine {
         out.append(Bytes.markerPrefix + Bytes.markerJSON(marker) + "\n")
         out.append("COPY \(t.sql)\(colList) FROM stdin;\n")
       }
+      var batch = out.makeBatch()
+      let limit = out.batchThreshold
       try db.copyOut(copy) { line in
         checksum.add(line)
-        out.append(line)
-        try out.flushIfNeeded()
+        batch.append(contentsOf: line)
+        if batch.count >= limit { try out.flush(batch: &batch) }
       }
+      try out.flush(batch: &batch)
       if closes { out.append("\\.\n\n") }
     case .json:
       let columns = shape.columns
       let keys = PGRowFormat.jsonKeys(columns)
       var scratch: [UInt8] = []
       if opens { out.append(contentsOf: PGRowFormat.jsonHeader(table: t.name, columns: columns)) }
+      var batch = out.makeBatch()
+      let limit = out.batchThreshold
       try db.copyOut(copy) { line in
         checksum.add(line)
-        PGRowFormat.appendJSON(line, columns: columns, keys: keys, to: &out.bytes, scratch: &scratch)
-        try out.flushIfNeeded()
+        PGRowFormat.appendJSON(line, columns: columns, keys: keys, to: &batch, scratch: &scratch)
+        if batch.count >= limit { try out.flush(batch: &batch) }
       }
+      try out.flush(batch: &batch)
     case .csv:
       // a tar entry needs its size first: pass 1 measures, pass 2 writes (same snapshot); csv
       // tables are never split (splittablePages)
