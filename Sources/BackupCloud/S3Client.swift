@@ -53,7 +53,6 @@ struct S3Response {
   /// The time the request was signed with (for RequestTimeTooSkewed).
   var signedAt = Date()
   func header(_ name: String) -> String? { headers.first(name: name) }
-  var body: [UInt8] { Array(bytes.readableBytesView) }
   var text: String { String(buffer: bytes) }
 }
 
@@ -71,16 +70,8 @@ final class S3Client: @unchecked Sendable {
   var clock: @Sendable () -> Date = { Date() }
 
   /// One client for the process, on NIO's shared event loops: requests run there while the
-  /// synchronous pipeline waits for their futures. A connection that cannot be made fails the
-  /// request at once: the store's RetryPolicy (backoff with jitter) is the one retry layer. With
-  /// async-http-client's own connection retries on top, every attempt at a dead server took the
-  /// whole 10 s connect timeout, and an error took a minute to appear.
-  static let http: HTTPClient = {
-    var configuration = HTTPClient.Configuration(
-      redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10), read: .seconds(120)))
-    configuration.connectionPool.retryConnectionEstablishment = false
-    return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-  }()
+  /// synchronous pipeline waits for their futures.
+  static let http = makeHTTPClient(redirects: .disallow, readTimeout: .seconds(120))
 
   init(settings: S3Settings, credentials: AWSCredentials) throws {
     self.settings = settings
@@ -191,13 +182,12 @@ final class S3Client: @unchecked Sendable {
         TransientStorageError(
           BackupError(
             .storage,
-            "cannot reach S3 at \(target) (\(method.rawValue) \(key ?? "bucket")): \(Self.describe(error))",
+            "cannot reach S3 at \(target) (\(method.rawValue) \(key ?? "bucket")): \(describeTransportError(error))",
             hint: "check cloudConfig.endpoint and the network"))
       })
   }
 
   /// A transport failure in a few words ("connection refused", "the server closed the connection").
-  static func describe(_ error: Error) -> String { describeTransportError(error) }
 
   /// Sends and requires a 2xx answer (an S3 error document inside a 200 counts as a failure).
   @discardableResult
@@ -363,6 +353,19 @@ enum XML {
     s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
       .replacingOccurrences(of: ">", with: "&gt;")
   }
+}
+
+/// An async-http-client on NIO's shared event loops whose requests fail at once when no
+/// connection can be made: the caller's retries (RetryPolicy for S3, `Webhook.deliver`'s
+/// attempts) are the one retry layer. With async-http-client's own connection retries on top,
+/// every attempt at a dead server took the whole 10 s connect timeout, and an error a minute.
+public func makeHTTPClient(
+  redirects: HTTPClient.Configuration.RedirectConfiguration, readTimeout: TimeAmount
+) -> HTTPClient {
+  var configuration = HTTPClient.Configuration(
+    redirectConfiguration: redirects, timeout: .init(connect: .seconds(10), read: readTimeout))
+  configuration.connectionPool.retryConnectionEstablishment = false
+  return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
 }
 
 /// One line for an async-http-client transport failure (the errno's text for socket errors, such

@@ -12,11 +12,7 @@ public final class HashingOutput: ByteOutput {
 
   public init(_ output: ByteOutput) { self.output = output }
 
-  public func write(_ bytes: UnsafeRawBufferPointer) throws {
-    try output.write(bytes)
-    bytesWritten += Int64(bytes.count)
-    lane.update(digest, with: [UInt8](bytes))
-  }
+  public func write(_ bytes: UnsafeRawBufferPointer) throws { try write(array: [UInt8](bytes)) }
 
   public func write(array: [UInt8]) throws {
     try array.withUnsafeBytes { try output.write($0) }

@@ -96,13 +96,8 @@ public enum Webhook {
   /// URLSession would load libcurl and GnuTLS into every ai-shell process for this alone).
   /// Redirects are followed, as a browser would; a refused connection fails the attempt at once
   /// (the attempts and their backoff are `deliver`'s).
-  static let client: HTTPClient = {
-    var configuration = HTTPClient.Configuration(
-      redirectConfiguration: .follow(max: 5, allowCycles: false),
-      timeout: .init(connect: .seconds(10), read: .seconds(60)))
-    configuration.connectionPool.retryConnectionEstablishment = false
-    return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-  }()
+  static let client = makeHTTPClient(
+    redirects: .follow(max: 5, allowCycles: false), readTimeout: .seconds(60))
 
   /// One POST; nil on a 2xx answer, else what went wrong.
   static func post(_ request: HTTPClient.Request, timeoutSeconds: Double) -> String? {
