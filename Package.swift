@@ -5,7 +5,7 @@ import PackageDescription
 //   ai-shell (executable) -> AIShellCLI -> BackupCore -> BackupEngines / BackupPipeline / BackupCloud
 //   / BackupNotify; BackupCloud (S3 over async-http-client) -> BackupStorage (the blob-store protocol,
 //   local disk); all -> BackupModel -> C shims (CSQLite, CLibPQ, CMariaDB, CZlib, CDeflate, CBZip2,
-//   CZstd, CXXHash, CMalloc)
+//   CZstd, CXXHash, CMalloc, COpenSSLSHA)
 // Only BackupNotify (the SMTP client) and BackupCloud (HTTP) use SwiftNIO.
 let package = Package(
   name: "ai-shell",
@@ -33,9 +33,10 @@ let package = Package(
     .systemLibrary(name: "CMariaDB", path: "Sources/CMariaDB", pkgConfig: "libmariadb"),
     .systemLibrary(name: "CXXHash", path: "Sources/CXXHash", pkgConfig: "libxxhash"),
     .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
+    .systemLibrary(name: "COpenSSLSHA", path: "Sources/COpenSSLSHA", pkgConfig: "libcrypto"),
     .target(
       name: "BackupModel",
-      dependencies: ["CXXHash", "CMalloc", .product(name: "Crypto", package: "swift-crypto")]
+      dependencies: ["CXXHash", "CMalloc", "COpenSSLSHA"]
     ),
     .target(
       name: "BackupPipeline",

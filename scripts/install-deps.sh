@@ -2,7 +2,7 @@
 # Installs the Debian packages ai-shell needs to build (-dev libraries) and to test (the standard
 # tools our files must interoperate with). Idempotent; run as root or with sudo available.
 set -euo pipefail
-BUILD_PKGS=(libsqlite3-dev zlib1g-dev libdeflate-dev libbz2-dev libzstd-dev libpq-dev libmariadb-dev libxxhash-dev pkg-config)
+BUILD_PKGS=(libsqlite3-dev zlib1g-dev libdeflate-dev libbz2-dev libzstd-dev libpq-dev libmariadb-dev libxxhash-dev libssl-dev pkg-config)
 TEST_PKGS=(curl sqlite3 gzip bzip2 zstd tar python3 python3-pip procps util-linux iproute2 age openssl postgresql-15 postgresql-client-15 mariadb-server mariadb-client)
 want=("${BUILD_PKGS[@]}")
 [ "${1:-}" = "--test" ] && want+=("${TEST_PKGS[@]}")

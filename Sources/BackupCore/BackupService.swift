@@ -88,11 +88,12 @@ public final class BackupService {
       name: fileName, id: id, directory: store, keepLocal: keepLocalCopy, cloud: cloud)
     logger.info("backing up \(locator.location) to \(target.description)")
     do {
-      // file <- SHA-256 of the stored bytes <- age (when asked) <- members
-      let hashing = HashingOutput(target.output)
-      let encrypting = try recipients.map { try AgeEncryptingOutput(output: hashing, recipients: $0) }
+      // file <- (when encrypted: SHA-256 of the file <- age) <- members; the writer hashes the
+      // members' stream, which is the file when it is not encrypted
+      let hashing = recipients.map { _ in HashingOutput(target.output) }
+      let encrypting = try recipients.map { try AgeEncryptingOutput(output: hashing!, recipients: $0) }
       let writer = try BackupFileWriter(
-        output: encrypting ?? hashing, algorithm: options.compression, level: options.level)
+        output: encrypting ?? target.output, algorithm: options.compression, level: options.level)
       let progress = self.progress
       // progress through the source when the engine reports it (against the database size),
       // else the bytes produced so far
@@ -130,11 +131,14 @@ public final class BackupService {
         format: options.format,
         compression: .init(
           algorithm: options.compression, level: writer.level, memberSizeBytes: writer.memberSize),
-        file: .init(name: fileName, sizeBytes: hashing.bytesWritten, sha256: hashing.finalizeHex()),
+        file: .init(
+          name: fileName, sizeBytes: hashing?.bytesWritten ?? layout.sizeBytes,
+          sha256: hashing?.finalizeHex() ?? layout.sha256),
         rawSizeBytes: layout.rawSizeBytes, parts: layout.parts, objects: dumped.objects,
         encryption: options.encryption.map {
-          $0.manifestInfo(payloadSize: layout.sizeBytes)
-        })
+          $0.manifestInfo(payloadSize: layout.sizeBytes, payloadSha256: layout.sha256)
+        },
+        sha256Checkpoints: layout.checkpoints)
       try manifest.validate()
       if options.verify {
         // an encrypted backup can be decoded only with a key: without one, re-hash the file
@@ -251,18 +255,23 @@ public final class BackupService {
     guard deep else { return VerifyReport(id: m.id, checks: checks) }
 
     let input = try source(for: m).open(m.file.name)
-    progress?.begin("verify", totalBytes: m.file.sizeBytes + m.payloadSizeBytes)
+    // an unencrypted file is its payload: with checkpoints (format version 4) the parts' checks
+    // together hash every byte of it once and end in its SHA-256, so it is not read twice
+    let fileCheckedByParts = m.payloadChain != nil && m.encryption == nil
+    progress?.begin("verify", totalBytes: (fileCheckedByParts ? 0 : m.file.sizeBytes) + m.payloadSizeBytes)
     var done: Int64 = 0
     let tick: (Int) -> Void = { [progress] n in
       done += Int64(n)
       progress?.advance(to: done)
     }
-    let fileHash = try sha256OfFile(input, onBytes: tick)
-    checks.append(
-      .init(
-        name: "file sha256", ok: fileHash == m.file.sha256,
-        detail: fileHash == m.file.sha256 ? fileHash : "is \(fileHash), the manifest records \(m.file.sha256)"
-      ))
+    if !fileCheckedByParts {
+      let fileHash = try sha256OfFile(input, onBytes: tick)
+      checks.append(
+        .init(
+          name: "file sha256", ok: fileHash == m.file.sha256,
+          detail: fileHash == m.file.sha256
+            ? fileHash : "is \(fileHash), the manifest records \(m.file.sha256)"))
+    }
     let payload: RandomAccessInput
     do {
       payload = try openPayload(m).payload
@@ -279,7 +288,7 @@ public final class BackupService {
       let label = partLabel(part)
       do {
         let reader = try PartReader(
-          input: payload, part: part, algorithm: m.compression.algorithm, label: label)
+          input: payload, part: part, chain: m.payloadChain, algorithm: m.compression.algorithm, label: label)
         reader.onStoredBytes = tick
         try reader.drain()
         partsOK += 1
@@ -288,6 +297,15 @@ public final class BackupService {
       }
     }
     progress?.end()
+    if fileCheckedByParts {
+      let ok = partsOK == m.parts.count
+      checks.append(
+        .init(
+          name: "file sha256", ok: ok,
+          detail: ok
+            ? "\(m.file.sha256) (through the parts' checkpoints)"
+            : "not confirmed: a part does not match (below)"))
+    }
     checks.append(
       .init(
         name: "parts", ok: partsOK == m.parts.count,
@@ -445,7 +463,8 @@ public final class BackupService {
       }
       for i in indices {
         try PartReader(
-          input: input, part: m.parts[i], algorithm: m.compression.algorithm, label: partLabel(m.parts[i])
+          input: input, part: m.parts[i], chain: m.payloadChain, algorithm: m.compression.algorithm,
+          label: partLabel(m.parts[i])
         )
         .drain()
       }
@@ -566,7 +585,8 @@ final class Opener: PartOpener {
   func open(_ index: Int) throws -> ByteSource {
     let part = manifest.parts[indices[index]]
     let reader = try PartReader(
-      input: input, part: part, algorithm: manifest.compression.algorithm, label: labeler(part))
+      input: input, part: part, chain: manifest.payloadChain, algorithm: manifest.compression.algorithm,
+      label: labeler(part))
     reader.onStoredBytes = { [self] n in
       bytesRead += Int64(n)
       progress?.advance(to: bytesRead)

@@ -42,10 +42,10 @@ public struct EncryptionRequest: Sendable {
   public var manifestRecipients: [String] { passphrase != nil ? ["scrypt"] : recipients }
 
   /// The manifest's description of this encryption, for a payload of `payloadSize` bytes.
-  public func manifestInfo(payloadSize: Int64) -> Manifest.EncryptionInfo {
+  public func manifestInfo(payloadSize: Int64, payloadSha256: String?) -> Manifest.EncryptionInfo {
     .init(
       recipients: manifestRecipients, payloadSizeBytes: payloadSize,
-      scryptWorkFactor: passphrase != nil ? workFactor : nil)
+      scryptWorkFactor: passphrase != nil ? workFactor : nil, payloadSha256: payloadSha256)
   }
 }
 

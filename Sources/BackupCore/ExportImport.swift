@@ -109,12 +109,14 @@ extension BackupService {
       let encrypting = try recipients.map { try AgeEncryptingOutput(output: hashing, recipients: $0) }
       let payload: ByteOutput = encrypting ?? hashing
       let payloadSize: Int64
+      let payloadSha256: String
       if recompress {
         let writer = try BackupFileWriter(output: payload, algorithm: algorithm, level: options.level)
         var buffer = [UInt8](repeating: 0, count: 256 * 1024)
         for part in m.parts {
           let reader = try PartReader(
-            input: input, part: part, algorithm: m.compression.algorithm, label: partLabel(part))
+            input: input, part: part, chain: m.payloadChain, algorithm: m.compression.algorithm,
+            label: partLabel(part))
           try writer.beginPart(kind: part.kind, table: part.table)
           while true {
             let n = try buffer.withUnsafeMutableBytes { try reader.read(into: $0) }
@@ -132,7 +134,9 @@ extension BackupService {
           algorithm: algorithm, level: writer.level, memberSizeBytes: writer.memberSize)
         copy.parts = layout.parts
         copy.rawSizeBytes = layout.rawSizeBytes
+        copy.sha256Checkpoints = layout.checkpoints
         payloadSize = layout.sizeBytes
+        payloadSha256 = layout.sha256
       } else {
         let sha = try copyFile(input, to: payload)
         guard sha == m.file.sha256 else {
@@ -140,11 +144,12 @@ extension BackupService {
             .corrupt, "backup file \(m.file.name) fails its SHA-256 check", hint: "nothing was exported")
         }
         payloadSize = m.file.sizeBytes
+        payloadSha256 = m.file.sha256
       }
       try encrypting?.finish()
       copy.file = .init(name: fileName, sizeBytes: hashing.bytesWritten, sha256: hashing.finalizeHex())
       if let e = options.encryption {
-        copy.encryption = e.manifestInfo(payloadSize: payloadSize)
+        copy.encryption = e.manifestInfo(payloadSize: payloadSize, payloadSha256: payloadSha256)
       }
       copy.formatVersion = max(copy.formatVersion, copy.minimumFormatVersion)
       try out.close(sync: true)

@@ -67,7 +67,10 @@ extension BackupService {
         compression: .init(algorithm: algorithm, level: writer.level, memberSizeBytes: writer.memberSize),
         file: .init(name: fileName, sizeBytes: hashing.bytesWritten, sha256: hashing.finalizeHex()),
         rawSizeBytes: layout.rawSizeBytes, parts: layout.parts, objects: objects,
-        encryption: reencrypt.map { $0.manifestInfo(payloadSize: layout.sizeBytes) })
+        encryption: reencrypt.map {
+          $0.manifestInfo(payloadSize: layout.sizeBytes, payloadSha256: layout.sha256)
+        },
+        sha256Checkpoints: layout.checkpoints)
       try manifest.validate()
       try store.writeAtomically(Catalog.manifestName(id), try manifest.encoded())
     } catch {

@@ -1,19 +1,71 @@
+import COpenSSLSHA
 import CXXHash
-import Crypto
 import Dispatch
 
-/// Incremental SHA-256 with a lowercase hex result.
-public struct SHA256Digest: Sendable {
-  private var hasher = SHA256()
+/// Incremental SHA-256 with a lowercase hex result (OpenSSL's libcrypto). Its state can be read
+/// at any 64-byte block boundary (`midstateHex`) and a hash resumed from such a state
+/// (`init(resumingAt:midstate:)`): the payload's SHA-256 checkpoints (docs/FORMAT.md) let one
+/// pass over a backup's bytes give the file's SHA-256 and a check for any byte range.
+public struct SHA256Digest: @unchecked Sendable {
+  private var context = SHA256_CTX()
+  /// Bytes hashed so far (counting those before a resumed state).
+  public private(set) var position: Int64 = 0
 
-  public init() {}
+  public init() { SHA256_Init(&context) }
 
-  public mutating func update(_ bytes: UnsafeRawBufferPointer) { hasher.update(bufferPointer: bytes) }
+  /// A hash that continues from `midstate` (a `midstateHex()` result) taken after the first
+  /// `offset` bytes of a stream, `offset` a multiple of 64; nil for a malformed state.
+  public init?(resumingAt offset: Int64, midstate: String) {
+    guard offset >= 0, offset % 64 == 0, let words = Self.words(midstate) else { return nil }
+    SHA256_Init(&context)
+    withUnsafeMutableBytes(of: &context.h) { h in
+      for (i, w) in words.enumerated() { h.storeBytes(of: w, toByteOffset: i * 4, as: UInt32.self) }
+    }
+    let bits = UInt64(offset) &* 8
+    context.Nl = UInt32(truncatingIfNeeded: bits)
+    context.Nh = UInt32(truncatingIfNeeded: bits >> 32)
+    position = offset
+  }
 
-  public mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { hasher.update(bufferPointer: $0) } }
+  public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
+    SHA256_Update(&context, base, bytes.count)
+    position += Int64(bytes.count)
+  }
+
+  public mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
 
   public func finalizeHex() -> String {
-    hasher.finalize().map { hex2($0) }.joined()
+    var copy = context
+    var out = [UInt8](repeating: 0, count: 32)
+    SHA256_Final(&out, &copy)
+    return out.map { hex2($0) }.joined()
+  }
+
+  /// The hash state (H0...H7, each big-endian, as 64 hex digits: the form of a digest) after the
+  /// bytes so far; nil unless they end on a 64-byte block boundary.
+  public func midstateHex() -> String? {
+    position % 64 == 0 ? blockState().state : nil
+  }
+
+  /// The hash state after the last whole 64-byte block hashed so far, and that block's end
+  /// (OpenSSL keeps the bytes of an unfinished block aside until it fills).
+  public func blockState() -> (offset: Int64, state: String) {
+    let state = withUnsafeBytes(of: context.h) { h in
+      (0..<8).map { i -> String in
+        let w = h.load(fromByteOffset: i * 4, as: UInt32.self).bigEndian
+        return withUnsafeBytes(of: w) { $0.map { hex2($0) }.joined() }
+      }.joined()
+    }
+    return (position & ~63, state)
+  }
+
+  private static func words(_ hex: String) -> [UInt32]? {
+    guard isHex(hex) else { return nil }
+    let digits = Array(hex.utf8)
+    return (0..<8).map { i in
+      UInt32(String(decoding: digits[(i * 8)..<(i * 8 + 8)], as: UTF8.self), radix: 16)!
+    }
   }
 
   public static func hex(of bytes: [UInt8]) -> String {
@@ -132,10 +184,16 @@ final class XXH3State: @unchecked Sendable {
   }
 }
 
+/// What a `HashLane` feeds, on the lane's thread.
+public protocol HashSink: AnyObject, Sendable {
+  func consume(_ bytes: UnsafeRawBufferPointer)
+}
+
 /// A SHA-256 state shared with a `HashLane`'s thread.
-public final class DigestBox: @unchecked Sendable {
+public final class DigestBox: HashSink, @unchecked Sendable {
   public var digest = SHA256Digest()
   public init() {}
+  public func consume(_ bytes: UnsafeRawBufferPointer) { digest.update(bytes) }
   public func finalizeHex() -> String { digest.finalizeHex() }
 }
 
@@ -150,13 +208,16 @@ public final class HashLane: @unchecked Sendable {
     slots = DispatchSemaphore(value: depth)
   }
 
-  public func update(_ box: DigestBox, with bytes: [UInt8]) {
+  public func update(_ sink: HashSink, with bytes: [UInt8]) {
     slots.wait()
     queue.async { [slots] in
-      bytes.withUnsafeBytes { box.digest.update($0) }
+      bytes.withUnsafeBytes { sink.consume($0) }
       slots.signal()
     }
   }
+
+  /// Runs `work` on the lane after everything submitted before it.
+  public func perform(_ work: @escaping @Sendable () -> Void) { queue.async(execute: work) }
 
   /// Returns when every submitted buffer is hashed.
   public func wait() { queue.sync {} }

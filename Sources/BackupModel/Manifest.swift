@@ -5,13 +5,16 @@ import Foundation
 public struct Manifest: Codable, Sendable, Equatable {
   /// Bumped on any change a reader of an older version could misread. Version 2 adds
   /// `encryption`; version 3 replaces the parts' `sha256` (of the decoded bytes) with
-  /// `storedSha256` (of the stored bytes). A manifest says the lowest version that describes it
-  /// (`minimumFormatVersion`).
-  public static let currentFormatVersion = 3
+  /// `storedSha256` (of the stored bytes); version 4 replaces the parts' digests with the
+  /// payload's SHA-256 checkpoints (`sha256Checkpoints`). A manifest says the lowest version that
+  /// describes it (`minimumFormatVersion`).
+  public static let currentFormatVersion = 4
 
-  /// 3 when a part carries `storedSha256`, else 2 when the backup is encrypted, else 1.
+  /// 4 with `sha256Checkpoints`, else 3 when a part carries `storedSha256`, else 2 when the
+  /// backup is encrypted, else 1.
   public var minimumFormatVersion: Int {
-    parts.contains { $0.storedSha256 != nil } ? 3 : (encryption == nil ? 1 : 2)
+    if sha256Checkpoints != nil { return 4 }
+    return parts.contains { $0.storedSha256 != nil } ? 3 : (encryption == nil ? 1 : 2)
   }
 
   public var formatVersion: Int
@@ -32,15 +35,31 @@ public struct Manifest: Codable, Sendable, Equatable {
   public var objects: [SchemaObject]
   /// Set when the stored file is an age file; part offsets then refer to its decrypted payload.
   public var encryption: EncryptionInfo?
+  /// The SHA-256 state of the payload at 64-byte-aligned offsets (docs/FORMAT.md, "Payload
+  /// checkpoints"): with them one SHA-256 pass gives the payload's digest and any byte range can
+  /// be checked alone (a part: from the checkpoint at or before it to the one at or after it).
+  public var sha256Checkpoints: [Checkpoint]?
+
+  public struct Checkpoint: Codable, Sendable, Equatable {
+    /// A multiple of 64, inside the payload (0 < offset < its size).
+    public var offset: Int64
+    /// `SHA256Digest.midstateHex()` after the payload's first `offset` bytes.
+    public var state: String
+    public init(offset: Int64, state: String) {
+      self.offset = offset
+      self.state = state
+    }
+  }
 
   public init(
     id: String, name: String?, createdAt: Date, durationSeconds: Double, database: DatabaseInfo,
     format: DumpFormat, compression: CompressionInfo, file: FileInfo, rawSizeBytes: Int64,
     parts: [Part], objects: [SchemaObject], encryption: EncryptionInfo? = nil,
-    tool: String = ToolInfo.versionString
+    sha256Checkpoints: [Checkpoint]? = nil, tool: String = ToolInfo.versionString
   ) {
     self.formatVersion = 1
     self.encryption = encryption
+    self.sha256Checkpoints = sha256Checkpoints
     self.tool = tool
     self.id = id
     self.name = name
@@ -112,18 +131,31 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var payloadSizeBytes: Int64
     /// For a passphrase: scrypt's log2(N) (readers refuse factors above 22).
     public var scryptWorkFactor: Int?
+    /// SHA-256 of the decrypted payload (format version 4; the end of its checkpoint chain).
+    public var payloadSha256: String?
     public init(
-      scheme: String = "age", recipients: [String], payloadSizeBytes: Int64, scryptWorkFactor: Int? = nil
+      scheme: String = "age", recipients: [String], payloadSizeBytes: Int64, scryptWorkFactor: Int? = nil,
+      payloadSha256: String? = nil
     ) {
       self.scheme = scheme
       self.recipients = recipients
       self.payloadSizeBytes = payloadSizeBytes
       self.scryptWorkFactor = scryptWorkFactor
+      self.payloadSha256 = payloadSha256
     }
   }
 
   /// The size of the byte stream the parts lie in: the file, or its decrypted payload.
   public var payloadSizeBytes: Int64 { encryption?.payloadSizeBytes ?? file.sizeBytes }
+
+  /// The SHA-256 of the byte stream the parts lie in (the file's, when it is not encrypted).
+  public var payloadSha256: String? { encryption.map { $0.payloadSha256 } ?? file.sha256 }
+
+  /// How to check any byte range of the payload (format version 4), else nil.
+  public var payloadChain: PayloadChain? {
+    guard let sha256Checkpoints, let payloadSha256 else { return nil }
+    return PayloadChain(checkpoints: sha256Checkpoints, size: payloadSizeBytes, sha256: payloadSha256)
+  }
 
   public struct FileInfo: Codable, Sendable, Equatable {
     /// The file name inside the backup directory (never a path).
@@ -224,7 +256,7 @@ public struct Manifest: Codable, Sendable, Equatable {
       guard raw == p.rawSize, stored == p.storedOffset + p.storedLength else {
         throw bad("member sizes of part \(i)")
       }
-      guard p.storedSha256 != nil || p.sha256 != nil,
+      guard sha256Checkpoints != nil || p.storedSha256 != nil || p.sha256 != nil,
         [p.storedSha256, p.sha256].allSatisfy({ $0 == nil || SHA256Digest.isHex($0!) })
       else { throw bad("sha256 of part \(i)") }
       if p.kind == .table && p.table == nil { throw bad("table part \(i) has no table name") }
@@ -241,6 +273,17 @@ public struct Manifest: Codable, Sendable, Equatable {
       throw bad("format version \(formatVersion) cannot describe it (\(minimumFormatVersion) needed)")
     }
     guard file.sha256.count == 64 else { throw bad("file sha256") }
+    if let checkpoints = sha256Checkpoints {
+      guard let digest = payloadSha256, SHA256Digest.isHex(digest) else { throw bad("payload sha256") }
+      var last: Int64 = 0
+      for c in checkpoints {
+        guard c.offset > last, c.offset % 64 == 0, c.offset < payloadSizeBytes, SHA256Digest.isHex(c.state)
+        else {
+          throw bad("sha256 checkpoint at \(c.offset)")
+        }
+        last = c.offset
+      }
+    }
   }
 
   public static func decode(_ data: Data) throws -> Manifest {
@@ -254,6 +297,52 @@ public struct Manifest: Codable, Sendable, Equatable {
     encoder.dateEncodingStrategy = .iso8601
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     return try encoder.encode(self)
+  }
+}
+
+/// The payload's SHA-256 checkpoints (format version 4) and where a check of a byte range starts
+/// and ends: it hashes from the last checkpoint at or before the range (else from the payload's
+/// start) to the first one at or after it (else to the payload's end, where the digest is the
+/// payload's SHA-256), comparing the state at every checkpoint it passes.
+public struct PayloadChain: Sendable, Equatable {
+  public var checkpoints: [Manifest.Checkpoint]
+  public var size: Int64
+  public var sha256: String
+
+  public init(checkpoints: [Manifest.Checkpoint], size: Int64, sha256: String) {
+    self.checkpoints = checkpoints
+    self.size = size
+    self.sha256 = sha256
+  }
+
+  /// The index of the first checkpoint whose offset is >= `offset`.
+  private func firstIndex(atOrAfter offset: Int64) -> Int {
+    var (lo, hi) = (0, checkpoints.count)
+    while lo < hi {
+      let mid = (lo + hi) / 2
+      if checkpoints[mid].offset < offset { lo = mid + 1 } else { hi = mid }
+    }
+    return lo
+  }
+
+  /// Where a check of a range starting at `offset` begins: the checkpoint (offset and state), or
+  /// (0, nil) for SHA-256's initial state.
+  public func start(before offset: Int64) -> (offset: Int64, state: String?) {
+    let i = firstIndex(atOrAfter: offset + 1) - 1
+    return i >= 0 ? (checkpoints[i].offset, checkpoints[i].state) : (0, nil)
+  }
+
+  /// Where a check of a range ending at `offset` ends: a checkpoint, or (size, nil) for the end of
+  /// the payload (checked against `sha256`).
+  public func end(after offset: Int64) -> (offset: Int64, state: String?) {
+    let i = firstIndex(atOrAfter: offset)
+    return i < checkpoints.count ? (checkpoints[i].offset, checkpoints[i].state) : (size, nil)
+  }
+
+  /// The checkpoints strictly between two offsets, in order.
+  public func between(_ a: Int64, _ b: Int64) -> ArraySlice<Manifest.Checkpoint> {
+    let from = firstIndex(atOrAfter: a + 1)
+    return checkpoints[from..<max(from, firstIndex(atOrAfter: b))]
   }
 }
 

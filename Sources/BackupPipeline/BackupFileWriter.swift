@@ -2,8 +2,8 @@ import BackupModel
 import Foundation
 
 /// The write half of the pipeline: engine bytes -> members -> compression (in parallel, written
-/// in order) -> the output, with the SHA-256 of every part's stored (compressed) bytes and of
-/// the whole stored file computed on the way. Memory is bounded by `memberSize * (maxInFlight + 1)` whatever the size
+/// in order) -> the output, with the SHA-256 of the stored (compressed) stream and its
+/// checkpoints around every part computed on the way, in one pass. Memory is bounded by `memberSize * (maxInFlight + 1)` whatever the size
 /// of the database.
 public final class BackupFileWriter: PartSink {
   public let algorithm: CompressionAlgorithm
@@ -13,13 +13,14 @@ public final class BackupFileWriter: PartSink {
   private let output: ByteOutput
   private let pool: CompressionPool?
   private var member: [UInt8] = []
-  /// The SHA-256 of each part's stored bytes runs on its own thread, in order, so the engine's
-  /// thread only formats rows. Hashing the compressed bytes rather than the decoded ones costs a
-  /// fraction (SHA-256 was half of a create's CPU time), and decoding is checked anyway by each
-  /// member's own checksum (zstd frame checksum, gzip CRC-32, bzip2 CRC). (The stored file's hash
-  /// is `HashingOutput`'s, below any encryption.)
-  private let partHashing = HashLane(label: "ai-shell.hash.parts")
-  private var partDigests: [DigestBox] = []
+  /// The SHA-256 of the stored stream runs on its own thread, in order, so the engine's thread
+  /// only formats rows; its checkpoints at every part boundary make it each part's check too
+  /// (docs/FORMAT.md, "Payload checkpoints"). Hashing the compressed bytes rather than the decoded
+  /// ones costs a fraction, and decoding is checked anyway by each member's own checksum (zstd
+  /// frame checksum, gzip CRC-32, bzip2 CRC). Unencrypted, the stream is the file and its digest
+  /// the file's `sha256`; an encrypted file's own hash is `HashingOutput`'s.
+  private let hashing = HashLane(label: "ai-shell.hash.payload")
+  private let chain: CheckpointRecorder
   private var storedBytes: Int64 = 0
   private var rawBytes: Int64 = 0
 
@@ -40,9 +41,11 @@ public final class BackupFileWriter: PartSink {
 
   public init(
     output: ByteOutput, algorithm: CompressionAlgorithm, level: Int? = nil,
-    memberSize: Int = 1 << 20, workers: Int = ProcessInfo.processInfo.activeProcessorCount
+    memberSize: Int = 1 << 20, workers: Int = ProcessInfo.processInfo.activeProcessorCount,
+    checkpointInterval: Int64 = 64 << 20
   ) throws {
     self.output = output
+    chain = CheckpointRecorder(interval: checkpointInterval)
     self.algorithm = algorithm
     self.level = level ?? algorithm.defaultLevel
     self.memberSize = memberSize
@@ -60,7 +63,6 @@ public final class BackupFileWriter: PartSink {
   public func beginPart(kind: PartKind, table: String?) throws {
     precondition(current == nil, "beginPart while a part is open")
     current = OpenPart(kind: kind, table: table)
-    partDigests.append(DigestBox())
     parts.append(
       Manifest.Part(
         kind: kind, table: table, storedOffset: 0, storedLength: 0, rawSize: 0, storedSha256: nil, rows: nil,
@@ -98,7 +100,8 @@ public final class BackupFileWriter: PartSink {
     member.removeAll(keepingCapacity: true)
     let rawLength = Int64(raw.count)
     let record: ([UInt8]) throws -> Void = { [self] stored in
-      partHashing.update(partDigests[partIndex], with: stored)
+      if parts[partIndex].members.isEmpty { hashing.perform { [chain] in chain.markBoundary() } }
+      hashing.update(chain, with: stored)
       try output.write(array: stored)
       parts[partIndex].members.append(
         Manifest.Member(
@@ -119,21 +122,26 @@ public final class BackupFileWriter: PartSink {
     /// Bytes handed to the output (the compressed stream).
     public var sizeBytes: Int64
     public var rawSizeBytes: Int64
+    /// SHA-256 of the stream (the file's, unless it is encrypted after the writer).
+    public var sha256: String
+    public var checkpoints: [Manifest.Checkpoint]
   }
 
   /// Waits for every member to be written and returns the layout for the manifest.
   public func finish() throws -> Result {
     precondition(current == nil, "finish with a part open")
     try pool?.drainAll()
-    partHashing.wait()
+    hashing.perform { [chain] in chain.markBoundary() }
+    hashing.wait()
     var offset: Int64 = 0
     for i in parts.indices {
-      parts[i].storedSha256 = partDigests[i].finalizeHex()
       parts[i].storedOffset = offset
       parts[i].storedLength = parts[i].members.reduce(0) { $0 + $1.storedLength }
       offset += parts[i].storedLength
     }
-    return Result(parts: parts, sizeBytes: storedBytes, rawSizeBytes: rawBytes)
+    return Result(
+      parts: parts, sizeBytes: storedBytes, rawSizeBytes: rawBytes, sha256: chain.finalizeHex(),
+      checkpoints: chain.checkpoints.filter { $0.offset < storedBytes })
   }
 }
 

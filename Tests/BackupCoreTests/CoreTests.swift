@@ -130,19 +130,23 @@ import Testing
 }
 
 @Suite struct ManifestTests {
-  @Test func validateRejectsBrokenLayouts() throws {
+  /// A manifest of one table part of `size` stored bytes (20 raw).
+  func oneTable(size: Int64, storedSha256: String?, checkpoints: [Manifest.Checkpoint]? = nil) -> Manifest {
     let part = Manifest.Part(
-      kind: .table, table: "t", storedOffset: 0, storedLength: 10, rawSize: 20,
-      storedSha256: String(repeating: "a", count: 64), rows: 1, contentChecksum: nil,
-      members: [.init(rawOffset: 0, rawLength: 20, storedOffset: 0, storedLength: 10)])
-    var m = Manifest(
+      kind: .table, table: "t", storedOffset: 0, storedLength: size, rawSize: 20, storedSha256: storedSha256,
+      rows: 1, contentChecksum: nil,
+      members: [.init(rawOffset: 0, rawLength: 20, storedOffset: 0, storedLength: size)])
+    return Manifest(
       id: "backup-20260101T000000Z-abcd", name: nil, createdAt: Date(timeIntervalSince1970: 1_800_000_000),
       durationSeconds: 0,
       database: .init(engine: .sqlite, location: "/x.db", serverVersion: "3", sizeBytes: nil), format: .sql,
       compression: .init(algorithm: .gzip, level: 6, memberSizeBytes: 1 << 20),
-      file: .init(name: "f.sql.gz", sizeBytes: 10, sha256: String(repeating: "b", count: 64)),
-      rawSizeBytes: 20,
-      parts: [part], objects: [])
+      file: .init(name: "f.sql.gz", sizeBytes: size, sha256: String(repeating: "b", count: 64)),
+      rawSizeBytes: 20, parts: [part], objects: [], sha256Checkpoints: checkpoints)
+  }
+
+  @Test func validateRejectsBrokenLayouts() throws {
+    var m = oneTable(size: 10, storedSha256: String(repeating: "a", count: 64))
     try m.validate()
     let decoded = try Manifest.decode(try m.encoded())
     #expect(decoded == m)
@@ -166,5 +170,43 @@ import Testing
     #expect(throws: BackupError.self) { try unhashed.validate() }
     m.formatVersion = 99
     #expect { try m.validate() } throws: { ($0 as? BackupError)?.message.contains("newer") == true }
+  }
+
+  /// Format version 4: parts without digests of their own, checked through the payload's SHA-256
+  /// checkpoints; an encrypted backup also records its payload's SHA-256.
+  @Test func version4CheckpointsAreValidated() throws {
+    let state = String(repeating: "a", count: 64)
+    let m = oneTable(
+      size: 200, storedSha256: nil,
+      checkpoints: [.init(offset: 64, state: state), .init(offset: 192, state: state)])
+    try m.validate()
+    #expect(m.formatVersion == 4)
+    #expect(try Manifest.decode(try m.encoded()) == m)
+    #expect(m.payloadChain?.start(before: 100).offset == 64)
+    #expect(m.payloadChain?.start(before: 10).state == nil)
+    #expect(m.payloadChain?.end(after: 100).offset == 192)
+    #expect(m.payloadChain?.end(after: 193).offset == 200)
+    #expect(m.payloadChain?.end(after: 193).state == nil)
+    #expect(m.payloadChain?.between(0, 200).count == 2)
+    for bad in [
+      [Manifest.Checkpoint(offset: 100, state: state)],  // not on a block edge
+      [.init(offset: 192, state: state), .init(offset: 64, state: state)],  // out of order
+      [.init(offset: 256, state: state)],  // past the payload
+      [.init(offset: 64, state: "xyz")],
+    ] {
+      var broken = m
+      broken.sha256Checkpoints = bad
+      #expect(throws: BackupError.self) { try broken.validate() }
+    }
+    var old = m
+    old.formatVersion = 3
+    #expect { try old.validate() } throws: { ($0 as? BackupError)?.message.contains("4 needed") == true }
+    var encrypted = m
+    encrypted.file.sizeBytes = 400
+    encrypted.encryption = .init(recipients: ["age1x"], payloadSizeBytes: 200)
+    #expect(throws: BackupError.self) { try encrypted.validate() }  // no payload SHA-256
+    encrypted.encryption?.payloadSha256 = String(repeating: "c", count: 64)
+    try encrypted.validate()
+    #expect(encrypted.payloadChain?.sha256 == String(repeating: "c", count: 64))
   }
 }

@@ -34,12 +34,14 @@ func pseudoRandom(_ count: Int, seed: UInt64) -> [UInt8] {
 
 @Suite struct WriterReaderTests {
   /// Writes parts of the given sizes and returns the file and the layout.
-  func write(_ sizes: [Int], _ algorithm: CompressionAlgorithm, memberSize: Int = 4096, workers: Int = 3)
-    throws -> (MemoryFile, BackupFileWriter.Result, [[UInt8]])
-  {
+  func write(
+    _ sizes: [Int], _ algorithm: CompressionAlgorithm, memberSize: Int = 4096, workers: Int = 3,
+    checkpointInterval: Int64 = 64 << 20
+  ) throws -> (MemoryFile, BackupFileWriter.Result, [[UInt8]]) {
     let file = MemoryFile()
     let writer = try BackupFileWriter(
-      output: file, algorithm: algorithm, memberSize: memberSize, workers: workers)
+      output: file, algorithm: algorithm, memberSize: memberSize, workers: workers,
+      checkpointInterval: checkpointInterval)
     var raws: [[UInt8]] = []
     for (i, size) in sizes.enumerated() {
       let raw = pseudoRandom(size, seed: UInt64(i + 1))
@@ -59,24 +61,51 @@ func pseudoRandom(_ count: Int, seed: UInt64) -> [UInt8] {
     return (file, try writer.finish(), raws)
   }
 
+  func chain(_ result: BackupFileWriter.Result) -> PayloadChain {
+    PayloadChain(checkpoints: result.checkpoints, size: result.sizeBytes, sha256: result.sha256)
+  }
+
+  func reader(
+    _ file: MemoryFile, _ result: BackupFileWriter.Result, _ i: Int, _ algorithm: CompressionAlgorithm
+  )
+    throws -> PartReader
+  {
+    try PartReader(
+      input: file, part: result.parts[i], chain: chain(result), algorithm: algorithm, label: "p\(i)")
+  }
+
+  /// The SHA-256 state after the first `offset` bytes, hashed straight through.
+  func midstate(_ bytes: [UInt8], _ offset: Int64) -> String? {
+    var d = SHA256Digest()
+    d.update(Array(bytes[0..<Int(offset)]))
+    return d.midstateHex()
+  }
+
   @Test(arguments: CompressionAlgorithm.allCases)
   func partsRoundTripAndLayoutIsContiguous(algorithm: CompressionAlgorithm) throws {
     let (file, result, raws) = try write([100, 0, 50_000, 4096, 12_289], algorithm)
     #expect(result.sizeBytes == file.size)
     #expect(result.rawSizeBytes == Int64(raws.reduce(0) { $0 + $1.count }))
+    // one pass gives the file's SHA-256 and the state at both block edges of every boundary
+    #expect(result.sha256 == SHA256Digest.hex(of: file.bytes))
+    let offsets = Set(result.checkpoints.map(\.offset))
+    for c in result.checkpoints { #expect(c.state == midstate(file.bytes, c.offset)) }
+    for part in result.parts {
+      for b in [part.storedOffset, part.storedOffset + part.storedLength] {
+        for edge in [b & ~63, (b + 63) & ~63] where edge > 0 && edge < result.sizeBytes {
+          #expect(offsets.contains(edge), "no checkpoint at \(edge) for boundary \(b)")
+        }
+      }
+    }
     var offset: Int64 = 0
     for (i, part) in result.parts.enumerated() {
       #expect(part.storedOffset == offset)
       #expect(part.rawSize == Int64(raws[i].count))
-      #expect(
-        part.storedSha256
-          == SHA256Digest.hex(
-            of: Array(file.bytes[Int(part.storedOffset)..<Int(part.storedOffset + part.storedLength)])))
-      #expect(part.sha256 == nil)
+      #expect(part.storedSha256 == nil && part.sha256 == nil)
       #expect(part.members.allSatisfy { $0.rawLength <= 4096 && $0.rawLength > 0 })
       #expect(part.members.count == (raws[i].count + 4095) / 4096)
       offset += part.storedLength
-      let reader = try PartReader(input: file, part: part, algorithm: algorithm, label: "part \(i)")
+      let reader = try reader(file, result, i, algorithm)
       var decoded = [UInt8]()
       var buf = [UInt8](repeating: 0, count: 777)
       while true {
@@ -93,29 +122,96 @@ func pseudoRandom(_ count: Int, seed: UInt64) -> [UInt8] {
       compression: .init(algorithm: algorithm, level: 1, memberSizeBytes: 4096),
       file: .init(name: "f", sizeBytes: result.sizeBytes, sha256: SHA256Digest.hex(of: file.bytes)),
       rawSizeBytes: result.rawSizeBytes,
-      parts: result.parts, objects: [])
+      parts: result.parts, objects: [], sha256Checkpoints: result.checkpoints)
     try manifest.validate()
+    #expect(manifest.formatVersion == 4)
+    #expect(manifest.payloadChain == chain(result))
+  }
+
+  @Test func aResumedHashEqualsOneStraightThrough() throws {
+    let bytes = pseudoRandom(10_000, seed: 3)
+    for cut in [64, 640, 9_984] {
+      let state = try #require(midstate(bytes, Int64(cut)))
+      var resumed = try #require(SHA256Digest(resumingAt: Int64(cut), midstate: state))
+      resumed.update(Array(bytes[cut...]))
+      #expect(resumed.finalizeHex() == SHA256Digest.hex(of: bytes))
+    }
+    #expect(midstate(bytes, 100) == nil)  // not on a block edge
+    #expect(SHA256Digest(resumingAt: 64, midstate: "zz") == nil)
+    #expect(SHA256Digest(resumingAt: 65, midstate: midstate(bytes, 64)!) == nil)
+  }
+
+  @Test func checkpointsAreRecordedEveryInterval() throws {
+    let (file, result, _) = try write([100, 50_000], .none, checkpointInterval: 4096)
+    let offsets = result.checkpoints.map(\.offset)
+    #expect(offsets == offsets.sorted() && Set(offsets).count == offsets.count)
+    for k in stride(from: Int64(4096), to: result.sizeBytes, by: 4096) { #expect(offsets.contains(k)) }
+    for c in result.checkpoints { #expect(c.state == midstate(file.bytes, c.offset)) }
+  }
+
+  /// A damaged byte in a long part stops the read at the first checkpoint after it, before the
+  /// rest of the part is decoded.
+  @Test func damageIsFoundAtTheNextCheckpoint() throws {
+    let (file, result, _) = try write([10, 300_000], .none, checkpointInterval: 4096)
+    let part = result.parts[1]
+    file.bytes[Int(part.storedOffset) + 5_000] ^= 0x01
+    let r = try reader(file, result, 1, .none)
+    var decoded = 0
+    var buf = [UInt8](repeating: 0, count: 1000)
+    #expect {
+      while case let n = try buf.withUnsafeMutableBytes({ try r.read(into: $0) }), n > 0 { decoded += n }
+    } throws: { ($0 as? BackupError)?.status == .corrupt }
+    #expect(decoded < 20_000)
   }
 
   @Test func readerReadsOnlyItsPartsRange() throws {
     let (file, result, _) = try write([1000, 200_000, 300], .zstd)
-    let part = result.parts[2]
-    file.reads.removeAll()
-    try PartReader(input: file, part: part, algorithm: .zstd, label: "p").drain()
-    #expect(
-      file.reads.allSatisfy {
-        $0.0 >= part.storedOffset && $0.0 + Int64($0.1) <= part.storedOffset + part.storedLength
-      })
-    #expect(file.reads.reduce(0) { $0 + $1.1 } == Int(part.storedLength))
+    for i in result.parts.indices {
+      let part = result.parts[i]
+      file.reads.removeAll()
+      try reader(file, result, i, .zstd).drain()
+      // the part, and the rest of the 64-byte blocks at its two ends (the checkpoints' edges)
+      let from = part.storedOffset & ~63
+      let to = min((part.storedOffset + part.storedLength + 63) & ~63, result.sizeBytes)
+      #expect(file.reads.allSatisfy { $0.0 >= from && $0.0 + Int64($0.1) <= to })
+      #expect(file.reads.reduce(0) { $0 + $1.1 } == Int(to - from))
+    }
   }
 
   @Test(arguments: [CompressionAlgorithm.gzip, .zstd, .none])
   func corruptionIsDetectedAtTheEndOfThePart(algorithm: CompressionAlgorithm) throws {
-    let (file, result, _) = try write([10, 30_000], algorithm)
+    let (original, result, _) = try write([10, 30_000, 200], algorithm)
     let part = result.parts[1]
-    file.bytes[Int(part.storedOffset + part.storedLength / 2)] ^= 0x01
+    // its first, middle and last stored byte
+    for at in [
+      part.storedOffset, part.storedOffset + part.storedLength / 2, part.storedOffset + part.storedLength - 1,
+    ] {
+      let file = MemoryFile()
+      file.bytes = original.bytes
+      file.bytes[Int(at)] ^= 0x01
+      #expect {
+        try reader(file, result, 1, algorithm).drain()
+      } throws: { ($0 as? BackupError)?.status == .corrupt }
+    }
+    // a manifest's checkpoint that does not match the file
+    var forged = result
+    forged.checkpoints[0].state = String(forged.checkpoints[0].state.reversed())
     #expect {
-      try PartReader(input: file, part: part, algorithm: algorithm, label: "p").drain()
+      for i in forged.parts.indices { try reader(original, forged, i, algorithm).drain() }
+    } throws: { ($0 as? BackupError)?.status == .corrupt }
+  }
+
+  /// Version 3 manifests carry each part's SHA-256 of its stored bytes; a reader still checks it.
+  @Test func version3PartsAreCheckedAgainstTheirOwnHash() throws {
+    let (file, result, _) = try write([10, 30_000], .zstd)
+    var part = result.parts[1]
+    let range = Int(part.storedOffset)..<Int(part.storedOffset + part.storedLength)
+    part.storedSha256 = SHA256Digest.hex(of: Array(file.bytes[range]))
+    #expect(
+      try PartReader(input: file, part: part, chain: nil, algorithm: .zstd, label: "p").drain() == 30_000)
+    part.storedSha256 = SHA256Digest.hex(of: Array(file.bytes[0..<10]))
+    #expect {
+      try PartReader(input: file, part: part, chain: nil, algorithm: .zstd, label: "p").drain()
     } throws: { ($0 as? BackupError)?.status == .corrupt }
   }
 
@@ -127,10 +223,12 @@ func pseudoRandom(_ count: Int, seed: UInt64) -> [UInt8] {
     var legacy = result.parts[1]
     legacy.storedSha256 = nil
     legacy.sha256 = SHA256Digest.hex(of: raws[1])
-    #expect(try PartReader(input: file, part: legacy, algorithm: algorithm, label: "p").drain() == 30_000)
+    #expect(
+      try PartReader(input: file, part: legacy, chain: nil, algorithm: algorithm, label: "p").drain()
+        == 30_000)
     legacy.sha256 = SHA256Digest.hex(of: raws[0])
     #expect {
-      try PartReader(input: file, part: legacy, algorithm: algorithm, label: "p").drain()
+      try PartReader(input: file, part: legacy, chain: nil, algorithm: algorithm, label: "p").drain()
     } throws: { ($0 as? BackupError)?.status == .corrupt }
   }
 
@@ -138,7 +236,7 @@ func pseudoRandom(_ count: Int, seed: UInt64) -> [UInt8] {
     let (file, result, _) = try write([10, 30_000], .gzip)
     file.bytes.removeLast(100)
     #expect {
-      try PartReader(input: file, part: result.parts[1], algorithm: .gzip, label: "p").drain()
+      try reader(file, result, 1, .gzip).drain()
     } throws: { ($0 as? BackupError)?.status == .corrupt }
   }
 
@@ -146,7 +244,7 @@ func pseudoRandom(_ count: Int, seed: UInt64) -> [UInt8] {
     // many small members across 4 workers must come back in submission order
     let (file, result, raws) = try write([300_000], .gzip, memberSize: 1000, workers: 4)
     let decoded = try { () -> [UInt8] in
-      let r = try PartReader(input: file, part: result.parts[0], algorithm: .gzip, label: "p")
+      let r = try reader(file, result, 0, .gzip)
       var out = [UInt8]()
       var buf = [UInt8](repeating: 0, count: 65536)
       while case let n = try buf.withUnsafeMutableBytes({ try r.read(into: $0) }), n > 0 { out += buf[0..<n] }
@@ -166,6 +264,7 @@ func pseudoRandom(_ count: Int, seed: UInt64) -> [UInt8] {
     let result = try writer.finish()
     #expect(hashing.bytesWritten == result.sizeBytes)
     #expect(hashing.finalizeHex() == SHA256Digest.hex(of: file.bytes))
+    #expect(result.sha256 == hashing.finalizeHex())
   }
 
   @Test func outOfRangeLevelIsAUsageError() {
