@@ -1,3 +1,4 @@
+import BackupModel
 import Crypto
 import Foundation
 
@@ -94,14 +95,7 @@ public struct SigV4Signer: Sendable {
     return Self.hex(HMAC<SHA256>.authenticationCode(for: Data(stringToSign.utf8), using: key))
   }
 
-  static func timestamp(_ date: Date) -> String {
-    var t = time_t(date.timeIntervalSince1970.rounded(.down))
-    var parts = tm()
-    gmtime_r(&t, &parts)
-    func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-    return "\(parts.tm_year + 1900)\(two(parts.tm_mon + 1))\(two(parts.tm_mday))T"
-      + "\(two(parts.tm_hour))\(two(parts.tm_min))\(two(parts.tm_sec))Z"
-  }
+  static func timestamp(_ date: Date) -> String { UTCStamp.basic(date) }
 
   static func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
     let digits = Array("0123456789abcdef".utf8)

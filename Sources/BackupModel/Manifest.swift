@@ -360,6 +360,45 @@ public struct SchemaObject: Codable, Sendable, Equatable {
   }
 }
 
+/// ISO 8601 basic UTC timestamps (`20260101T120000Z`: backup ids, SigV4's X-Amz-Date) through
+/// the C library: Foundation's Calendar, TimeZone and DateFormatter load ICU and its data
+/// (~4 MiB of resident memory in every process).
+public enum UTCStamp {
+  public static func basic(_ date: Date) -> String {
+    var t = time_t(date.timeIntervalSince1970.rounded(.down))
+    var parts = tm()
+    gmtime_r(&t, &parts)
+    func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+    return "\(parts.tm_year + 1900)\(two(parts.tm_mon + 1))\(two(parts.tm_mday))T"
+      + "\(two(parts.tm_hour))\(two(parts.tm_min))\(two(parts.tm_sec))Z"
+  }
+
+  /// The date `basic` wrote, or nil for anything else.
+  public static func parseBasic(_ s: String) -> Date? {
+    let b = Array(s.utf8)
+    guard b.count == 16, b[8] == UInt8(ascii: "T"), b[15] == UInt8(ascii: "Z"),
+      b.indices.allSatisfy({ $0 == 8 || $0 == 15 || (0x30...0x39).contains(b[$0]) })
+    else { return nil }
+    func number(_ from: Int, _ count: Int) -> Int32 {
+      b[from..<from + count].reduce(0) { $0 * 10 + Int32($1 - 0x30) }
+    }
+    var parts = tm()
+    parts.tm_year = number(0, 4) - 1900
+    parts.tm_mon = number(4, 2) - 1
+    parts.tm_mday = number(6, 2)
+    parts.tm_hour = number(9, 2)
+    parts.tm_min = number(11, 2)
+    parts.tm_sec = number(13, 2)
+    let expected = (parts.tm_mon, parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec)
+    let t = timegm(&parts)
+    // timegm normalises out-of-range fields (month 13, second 61): refuse those
+    guard expected == (parts.tm_mon, parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec) else {
+      return nil
+    }
+    return Date(timeIntervalSince1970: TimeInterval(t))
+  }
+}
+
 public enum ToolInfo {
   public static let version = "0.1.0"
   public static var versionString: String { "ai-shell \(version)" }
@@ -368,24 +407,15 @@ public enum ToolInfo {
 /// Backup ids: `backup-YYYYMMDDTHHMMSSZ-xxxx` (UTC time, 4 random hex digits). They sort by time.
 public enum BackupID {
   public static func make(at date: Date = Date()) -> String {
-    var cal = Calendar(identifier: .gregorian)
-    cal.timeZone = TimeZone(identifier: "UTC")!
-    let c = cal.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
-    let stamp = String(
-      format: "%04d%02d%02dT%02d%02d%02dZ", c.year!, c.month!, c.day!, c.hour!, c.minute!, c.second!)
-    let suffix = String(format: "%04x", UInt16.random(in: 0...UInt16.max))
-    return "backup-\(stamp)-\(suffix)"
+    let suffix = String(UInt16.random(in: 0...UInt16.max), radix: 16)
+    return "backup-\(UTCStamp.basic(date))-\(String(repeating: "0", count: 4 - suffix.count))\(suffix)"
   }
 
   /// The creation time an id records (nil for an id not made by `make`).
   public static func date(of id: String) -> Date? {
     let parts = id.split(separator: "-")
     guard parts.count >= 2, parts[0] == "backup" else { return nil }
-    let f = DateFormatter()
-    f.locale = Locale(identifier: "en_US_POSIX")
-    f.timeZone = TimeZone(identifier: "UTC")
-    f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-    return f.date(from: String(parts[1]))
+    return UTCStamp.parseBasic(String(parts[1]))
   }
 
   /// True for strings of the shape `make` produces (only safe file-name characters).

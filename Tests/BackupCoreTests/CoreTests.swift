@@ -210,3 +210,18 @@ import Testing
     #expect(encrypted.payloadChain?.sha256 == String(repeating: "c", count: 64))
   }
 }
+
+@Suite struct BackupIDTests {
+  @Test func idsRecordTheirUTCTimeWithoutICU() throws {
+    let date = Date(timeIntervalSince1970: 1_767_225_599)  // 2025-12-31 23:59:59 UTC
+    let id = BackupID.make(at: date)
+    #expect(id.hasPrefix("backup-20251231T235959Z-"))
+    #expect(id.count == "backup-20251231T235959Z-abcd".count && BackupID.isValid(id))
+    #expect(BackupID.date(of: id) == date)
+    #expect(UTCStamp.basic(Date(timeIntervalSince1970: 0)) == "19700101T000000Z")
+    for bad in ["20251331T000000Z", "20250101T246000Z", "2025-01-01T0000Z", "20250101T000000"] {
+      #expect(UTCStamp.parseBasic(bad) == nil, "\(bad)")
+    }
+    #expect(BackupID.date(of: "something-else") == nil)
+  }
+}

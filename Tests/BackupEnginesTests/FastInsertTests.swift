@@ -89,3 +89,17 @@ import Testing
     }
   }
 }
+
+@Suite struct ByteEncodingTests {
+  @Test func hexOfEveryByteValueAppendsToWhatIsThere() {
+    let all = (0...255).map { UInt8($0) }
+    var out = Array("X'".utf8)
+    all.withUnsafeBytes { Bytes.appendHex($0, to: &out) }
+    [UInt8]().withUnsafeBytes { Bytes.appendHex($0, to: &out) }
+    let expected = "X'" + all.map { String(format: "%02X", $0) }.joined()
+    #expect(String(decoding: out, as: UTF8.self) == expected)
+    var empty: [UInt8] = []
+    [UInt8]().withUnsafeBytes { Bytes.appendHex($0, to: &empty) }
+    #expect(empty.isEmpty)
+  }
+}
