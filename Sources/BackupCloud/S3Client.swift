@@ -44,6 +44,53 @@ public struct S3Settings: Sendable {
   }
 }
 
+/// Collects a response's body into one buffer sized from its Content-Length, so each byte of a
+/// ranged GET is copied once as it arrives. (async-http-client's `ResponseAccumulator` grows its
+/// buffer by doubling: for an 8 MiB download window, about two more copies of every byte and
+/// fresh pages for every size.)
+final class BodyCollector: HTTPClientResponseDelegate, @unchecked Sendable {
+  typealias Response = HTTPClient.Response
+  /// What one buffer is sized for at most up front (ranged GETs ask for at most 8 MiB).
+  static let largestPresize = 64 << 20
+  private let host: String
+  private var head: HTTPResponseHead?
+  private var body: ByteBuffer?
+  /// A buffer to fill instead of a new one (a download window the reader is done with).
+  private var recycled: ByteBuffer?
+
+  init(host: String, recycling buffer: ByteBuffer? = nil) {
+    self.host = host
+    recycled = buffer
+  }
+
+  func didReceiveHead(task: HTTPClient.Task<Response>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
+    self.head = head
+    return task.eventLoop.makeSucceededVoidFuture()
+  }
+
+  func didReceiveBodyPart(task: HTTPClient.Task<Response>, _ part: ByteBuffer) -> EventLoopFuture<Void> {
+    var part = part
+    if body == nil {
+      let declared = head?.headers.first(name: "content-length").flatMap { Int($0) } ?? 0
+      let size = max(part.readableBytes, min(declared, Self.largestPresize))
+      if var reused = recycled.take(), reused.capacity >= size {
+        reused.clear()
+        body = reused
+      } else {
+        body = ByteBufferAllocator().buffer(capacity: size)
+      }
+    }
+    body!.writeBuffer(&part)
+    return task.eventLoop.makeSucceededVoidFuture()
+  }
+
+  func didFinishRequest(task: HTTPClient.Task<Response>) throws -> Response {
+    guard let head else { throw HTTPClientError.remoteConnectionClosed }
+    return HTTPClient.Response(
+      host: host, status: head.status, version: head.version, headers: head.headers, body: body)
+  }
+}
+
 /// One answer from S3, body read whole (requests that can return much ask for bounded ranges).
 struct S3Response {
   var status: Int
@@ -141,7 +188,7 @@ final class S3Client: @unchecked Sendable {
   /// Signs and sends one request without waiting for it.
   func start(
     _ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [String: String] = [:],
-    body: ByteBuffer? = nil, timeoutSeconds: Int64 = 120
+    body: ByteBuffer? = nil, timeoutSeconds: Int64 = 120, recycling buffer: ByteBuffer? = nil
   ) throws -> Pending {
     let path =
       key.map { bucketPath + "/" + SigV4Signer.encodePath($0) } ?? (bucketPath.isEmpty ? "/" : bucketPath)
@@ -176,7 +223,10 @@ final class S3Client: @unchecked Sendable {
     }
     let target = "\(scheme)://\(host)"
     return Pending(
-      future: Self.http.execute(request: request, deadline: .now() + .seconds(timeoutSeconds)),
+      future: Self.http.execute(
+        request: request, delegate: BodyCollector(host: host, recycling: buffer),
+        deadline: .now() + .seconds(timeoutSeconds)
+      ).futureResult,
       signedAt: signedAt,
       failure: { error in
         TransientStorageError(

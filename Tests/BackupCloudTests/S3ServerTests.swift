@@ -147,6 +147,8 @@ import Testing
     try upload.finish()
     let input = try store.open("backup-long.bin")
     #expect(try readRange(input, 0, data.count, chunk: 1 << 20) == Array(data))
+    // windows read to their end are filled again by later GETs instead of fresh buffers
+    #expect(((input as? S3Input)?.refills ?? 0) >= 1)
     #expect(try readRange(input, 5_000_000, 3_000_000) == Array(data[5_000_000..<8_000_000]))
     #expect(
       try readRange(input, 30_000_000, data.count - 30_000_000, chunk: 1 << 20) == Array(data[30_000_000...]))
