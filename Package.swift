@@ -69,7 +69,7 @@ let package = Package(
     .target(
       name: "BackupCloud",
       dependencies: [
-        "BackupModel", "BackupStorage", .product(name: "Crypto", package: "swift-crypto"),
+        "BackupModel", "BackupStorage", "CDeflate", .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "AsyncHTTPClient", package: "async-http-client"),
         .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
       ]

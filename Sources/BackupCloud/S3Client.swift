@@ -1,10 +1,19 @@
 import AsyncHTTPClient
 import BackupModel
 import BackupStorage
+import CDeflate
 import Crypto
 import Foundation
 import NIOCore
 import NIOHTTP1
+
+/// How the server checks each upload body (`cloudConfig.checksum`): a signed Content-MD5, which
+/// every S3-compatible store checks, or a signed `x-amz-checksum-crc32` (S3's additional
+/// checksums: AWS S3, MinIO and SeaweedFS check it, some stores refuse or ignore it), which costs
+/// a small fraction of MD5's CPU. Either way the payload itself is not hashed for the signature.
+public enum S3Checksum: String, Sendable, CaseIterable {
+  case md5, crc32
+}
 
 /// Where and how to store objects in S3 or an S3-compatible store (`cloudConfig.*`).
 public struct S3Settings: Sendable {
@@ -22,6 +31,7 @@ public struct S3Settings: Sendable {
   public var kmsKeyId: String?
   public var partSize: Int
   public var parallel: Int
+  public var checksum: S3Checksum
 
   public static let minPartSize = 5 * 1024 * 1024
   public static let maxParts = 10_000
@@ -29,8 +39,9 @@ public struct S3Settings: Sendable {
   public init(
     bucket: String, region: String = "us-east-1", prefix: String = "", endpoint: String? = nil,
     forcePathStyle: Bool? = nil, storageClass: String? = nil, serverSideEncryption: String? = nil,
-    kmsKeyId: String? = nil, partSize: Int = 16 * 1024 * 1024, parallel: Int = 5
+    kmsKeyId: String? = nil, partSize: Int = 16 * 1024 * 1024, parallel: Int = 5, checksum: S3Checksum = .md5
   ) {
+    self.checksum = checksum
     self.bucket = bucket
     self.region = region
     self.prefix = prefix.split(separator: "/", omittingEmptySubsequences: true).joined(separator: "/")
@@ -196,13 +207,14 @@ final class S3Client: @unchecked Sendable {
     let url = "\(scheme)://\(host)\(path)" + (queryText.isEmpty ? "" : "?\(queryText)")
     var all = headers
     all["host"] = host
-    // A body with a Content-MD5 header (every object and part upload) is checked by the server
-    // against that MD5, and the header is signed, so the body need not be hashed a second time
-    // with SHA-256 for the signature (as `aws s3 cp` does over HTTPS); other bodies are signed.
+    // A body with a Content-MD5 or x-amz-checksum-crc32 header (every object and part upload) is
+    // checked by the server against it, and the header is signed, so the body need not be hashed
+    // a second time with SHA-256 for the signature (as `aws s3 cp` does over HTTPS); other bodies
+    // are signed.
     let payloadHash: String
     if let body {
       payloadHash =
-        headers["content-md5"] != nil
+        headers["content-md5"] != nil || headers[Self.crc32Header] != nil
         ? SigV4Signer.unsignedPayload
         : SigV4Signer.hex(Array(body.withUnsafeReadableBytes { SHA256.hash(data: $0) }))
     } else {
@@ -330,6 +342,48 @@ final class S3Client: @unchecked Sendable {
 
   /// With SSE-KMS the ETag is not the MD5 of the body, so it cannot be compared.
   var etagIsMD5: Bool { settings.serverSideEncryption != "aws:kms" }
+
+  static let crc32Header = "x-amz-checksum-crc32"
+
+  /// The header that makes the server check an upload body (`settings.checksum`), and the MD5
+  /// when that is the check (for the ETag).
+  func bodyCheck(_ body: ByteBuffer) -> (headers: [String: String], md5: [UInt8]?) {
+    switch settings.checksum {
+    case .md5:
+      let md5 = Self.md5(body)
+      return (["content-md5": Data(md5).base64EncodedString()], md5)
+    case .crc32:
+      return ([Self.crc32Header: Self.crc32(body)], nil)
+    }
+  }
+
+  /// Checks S3's answer to an upload against the body's check: the ETag against the MD5, or the
+  /// echoed CRC-32 (a store that does not echo it did not check it: the upload is refused).
+  func checkUploaded(_ r: S3Response, _ check: (headers: [String: String], md5: [UInt8]?), what: String)
+    throws
+  {
+    if let md5 = check.md5 {
+      try checkETag(r.header("etag"), expected: SigV4Signer.hex(md5), what: what)
+    } else if let crc = check.headers[Self.crc32Header], r.header(Self.crc32Header) != crc {
+      guard let got = r.header(Self.crc32Header) else {
+        throw BackupError(
+          .storage,
+          "\(location) did not confirm the CRC-32 of \(what): it does not check x-amz-checksum-crc32",
+          hint: "set cloudConfig.checksum=md5 (Content-MD5, which every S3-compatible store checks)")
+      }
+      throw BackupError(.corrupt, "S3 stored \(what) with CRC-32 \(got), expected \(crc)")
+    }
+  }
+
+  /// CRC-32 (the gzip polynomial; libdeflate's) as S3 writes it: base64 of its 4 big-endian bytes.
+  static func crc32(_ buffer: ByteBuffer) -> String {
+    let crc = buffer.withUnsafeReadableBytes { libdeflate_crc32(0, $0.baseAddress, $0.count) }
+    return crc32Text(crc)
+  }
+
+  static func crc32Text(_ crc: UInt32) -> String {
+    withUnsafeBytes(of: crc.bigEndian) { Data($0).base64EncodedString() }
+  }
 
   static func md5(_ bytes: [UInt8]) -> [UInt8] { Array(Insecure.MD5.hash(data: bytes)) }
   static func md5(_ buffer: ByteBuffer) -> [UInt8] {

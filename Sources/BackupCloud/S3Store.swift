@@ -1,5 +1,6 @@
 import BackupModel
 import BackupStorage
+import CDeflate
 import Crypto
 import Foundation
 import NIOCore
@@ -153,13 +154,20 @@ public final class S3Store: BlobStore, @unchecked Sendable {
     return n
   }
 
-  /// One PUT of a whole object, checked by Content-MD5 on the server and the ETag here.
+  /// One PUT of a whole object, checked by the server (Content-MD5 or CRC-32) and its answer
+  /// here (the ETag or the echoed CRC-32).
   func putObject(key: String, body: ByteBuffer) throws {
-    let md5 = S3Client.md5(body)
-    var headers = client.objectHeaders
-    headers["content-md5"] = Data(md5).base64EncodedString()
+    let check = client.bodyCheck(body)
+    let headers = client.objectHeaders.merging(check.headers) { $1 }
     let r = try client.expectOK("upload", .PUT, key: key, headers: headers, body: body, timeoutSeconds: 600)
-    try client.checkETag(r.header("etag"), expected: SigV4Signer.hex(md5), what: key)
+    do {
+      try client.checkUploaded(r, check, what: key)
+    } catch {
+      // stored but not confirmed (a store that ignores x-amz-checksum-crc32): not left looking
+      // written (a manifest would make a backup look complete)
+      _ = try? client.send(.DELETE, key: key)
+      throw error
+    }
   }
 
   static func checkName(_ name: String) throws -> String {
@@ -195,7 +203,8 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
   private(set) var partBuffersAllocated = 0
   private let group = DispatchGroup()
   private let lock = NSLock()
-  private var etags: [Int: [UInt8]] = [:]
+  /// What S3 acknowledged of each part: its ETag, and the MD5 or CRC-32 it was checked against.
+  private var done: [Int: (etag: String, md5: [UInt8]?, crc32: String?)] = [:]
   private var failure: Error?
   private var state = State.open
   /// Bytes of the parts S3 has acknowledged (and of the whole object once finished).
@@ -313,7 +322,10 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
     if uploadId == nil {
       let r = try store.partRetry.run {
         try client.expectOK(
-          "start multipart upload", .POST, key: key, query: [("uploads", "")], headers: client.objectHeaders)
+          "start multipart upload", .POST, key: key, query: [("uploads", "")],
+          headers: client.objectHeaders.merging(
+            client.settings.checksum == .crc32 ? ["x-amz-checksum-algorithm": "CRC32"] : [:]
+          ) { $1 })
       }
       guard let id = XML.first("UploadId", in: r.text) else {
         throw BackupError(.storage, "S3 started a multipart upload of \(key) without an UploadId")
@@ -342,17 +354,20 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
         group.leave()
       }
       do {
-        let md5 = S3Client.md5(body)
-        try store.partRetry.run {
+        let check = client.bodyCheck(body)
+        let etag = try store.partRetry.run {
           let r = try client.expectOK(
             "upload of part \(number)", .PUT, key: key,
             query: [("partNumber", String(number)), ("uploadId", id)],
-            headers: ["content-md5": Data(md5).base64EncodedString()], body: body, timeoutSeconds: 600)
-          try client.checkETag(
-            r.header("etag"), expected: SigV4Signer.hex(md5), what: "\(key) part \(number)")
+            headers: check.headers, body: body, timeoutSeconds: 600)
+          try client.checkUploaded(r, check, what: "\(key) part \(number)")
+          return r.header("etag") ?? ""
         }
         lock.lock()
-        etags[number] = md5
+        done[number] = (
+          check.md5.map { "\"\(SigV4Signer.hex($0))\"" } ?? etag, check.md5,
+          check.headers[S3Client.crc32Header]
+        )
         lock.unlock()
         confirmed.add(Int64(body.readableBytes))
       } catch {
@@ -364,11 +379,13 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
   }
 
   private func complete() throws {
-    let numbers = etags.keys.sorted()
+    let numbers = done.keys.sorted()
     let xml =
       "<CompleteMultipartUpload>"
-      + numbers.map {
-        "<Part><PartNumber>\($0)</PartNumber><ETag>\"\(SigV4Signer.hex(etags[$0]!))\"</ETag></Part>"
+      + numbers.map { (n: Int) -> String in
+        let part = done[n]!
+        let crc = part.crc32.map { "<ChecksumCRC32>\($0)</ChecksumCRC32>" } ?? ""
+        return "<Part><PartNumber>\(n)</PartNumber><ETag>\(XML.escape(part.etag))</ETag>\(crc)</Part>"
       }
       .joined() + "</CompleteMultipartUpload>"
     let r = try store.partRetry.run {
@@ -376,10 +393,19 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
         "completion of multipart upload", .POST, key: key, query: [("uploadId", uploadId!)],
         body: ByteBuffer(string: xml), timeoutSeconds: 600)
     }
-    // the multipart ETag is the MD5 of the parts' MD5s, then "-<count>"
-    let combined = S3Client.md5(numbers.flatMap { etags[$0]! })
-    try client.checkETag(
-      XML.first("ETag", in: r.text), expected: "\(SigV4Signer.hex(combined))-\(numbers.count)", what: key)
+    if numbers.allSatisfy({ done[$0]!.md5 != nil }) {
+      // the multipart ETag is the MD5 of the parts' MD5s, then "-<count>"
+      let combined = S3Client.md5(numbers.flatMap { done[$0]!.md5! })
+      try client.checkETag(
+        XML.first("ETag", in: r.text), expected: "\(SigV4Signer.hex(combined))-\(numbers.count)", what: key)
+    } else if let got = XML.first("ChecksumCRC32", in: r.text), got.hasSuffix("-\(numbers.count)") {
+      // a composite CRC-32: the CRC-32 of the parts' CRC-32s (big-endian bytes), then "-<count>"
+      let parts = numbers.flatMap { Array(Data(base64Encoded: done[$0]!.crc32!) ?? Data()) }
+      let combined = parts.withUnsafeBytes { libdeflate_crc32(0, $0.baseAddress, $0.count) }
+      guard got == "\(S3Client.crc32Text(combined))-\(numbers.count)" else {
+        throw BackupError(.corrupt, "S3 completed \(key) with CRC-32 \(got), not that of its parts")
+      }
+    }
   }
 }
 

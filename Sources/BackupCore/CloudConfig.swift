@@ -22,6 +22,7 @@ public enum CloudConfig {
     ]),
     "serverSideEncryption": .choice(["AES256", "aws:kms"]), "kmsKeyId": .text,
     "partSizeMiB": .whole(5...5120), "parallel": .whole(1...64),
+    "checksum": .choice(S3Checksum.allCases.map(\.rawValue)),
   ]
 
   static let credentialKeys = [
@@ -125,7 +126,8 @@ public enum CloudConfig {
       prefix: text(c["prefix"]) ?? "", endpoint: text(c["endpoint"]), forcePathStyle: forcePathStyle,
       storageClass: text(c["storageClass"]), serverSideEncryption: text(c["serverSideEncryption"]),
       kmsKeyId: text(c["kmsKeyId"]), partSize: (whole("partSizeMiB") ?? 16) * 1024 * 1024,
-      parallel: parallel ?? whole("parallel") ?? 5)
+      parallel: parallel ?? whole("parallel") ?? 5,
+      checksum: text(c["checksum"]).flatMap { S3Checksum(rawValue: $0) } ?? .md5)
   }
 
   /// The configured cloud store, wrapped for retries (and `--limit-rate`, when given).

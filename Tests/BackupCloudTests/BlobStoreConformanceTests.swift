@@ -32,13 +32,14 @@ struct S3TestServer: Sendable {
   /// A store on a new bucket of its own.
   func store(
     prefix: String = "", partSize: Int = S3Settings.minPartSize, parallel: Int = 3, secret: String? = nil,
-    createBucket: Bool = true, storageClass: String? = nil, sse: String? = nil, retry: RetryPolicy = .none
+    createBucket: Bool = true, storageClass: String? = nil, sse: String? = nil, retry: RetryPolicy = .none,
+    checksum: S3Checksum = .md5
   ) throws -> S3Store {
     let bucket = "t-" + UUID().uuidString.prefix(13).lowercased()
     let settings = S3Settings(
       bucket: bucket, prefix: prefix, endpoint: endpoint, storageClass: storageClass,
       serverSideEncryption: sse,
-      partSize: partSize, parallel: parallel)
+      partSize: partSize, parallel: parallel, checksum: checksum)
     var creds = credentials
     if let secret { creds.secretAccessKey = secret }
     let s = try S3Store(settings: settings, credentials: creds, partRetry: retry)

@@ -175,6 +175,51 @@ import Testing
     }
   }
 
+  /// With `cloudConfig.checksum=crc32` bodies carry a signed x-amz-checksum-crc32 instead of a
+  /// Content-MD5. SeaweedFS checks it as S3 does: it refuses a body that does not match and
+  /// stores nothing, and single PUTs and multipart uploads (the algorithm declared when the
+  /// upload starts, each part's CRC-32 in the completion) round-trip. moto neither checks nor
+  /// echoes it, like a store without S3's additional checksums: such an upload is refused with a
+  /// clear error and leaves nothing behind. The CRC is libdeflate's, checked against the value
+  /// `aws s3api` sends for a known string.
+  @Test func crc32ChecksumsAreCheckedByTheServer() throws {
+    #expect(S3Client.crc32(ByteBuffer(string: "hello\n")) == "NjowIA==")
+    let big = pattern(3 * S3Settings.minPartSize + 12345, seed: 5)
+    let small = pattern(1000, seed: 4)
+    func upload(_ store: S3Store) throws {
+      let upload = try store.put("backup-big.bin")
+      try big.withUnsafeBytes { try upload.write($0) }
+      try upload.finish()
+    }
+    if let server = S3TestServer.seaweed {
+      let store = try server.store(partSize: S3Settings.minPartSize, parallel: 2, checksum: .crc32)
+      let bad = try store.client.send(
+        .PUT, key: store.client.key("backup-crc.bin"),
+        headers: [S3Client.crc32Header: S3Client.crc32(ByteBuffer(string: "another body"))],
+        body: ByteBuffer(string: "the body that is sent"))
+      #expect(bad.status == 400, "\(bad.status) \(bad.text)")
+      #expect(try store.stat("backup-crc.bin") == nil)
+      try store.put("backup-small.bin", data: Data(small))
+      #expect(try store.read("backup-small.bin") == Data(small))
+      try upload(store)
+      #expect(try store.read("backup-big.bin") == Data(big))
+      #expect(try store.unfinishedUploads().isEmpty)
+    } else {
+      skipNote("SeaweedFS x-amz-checksum-crc32")
+    }
+    if let server = S3TestServer.moto {
+      let store = try server.store(partSize: S3Settings.minPartSize, parallel: 2, checksum: .crc32)
+      for attempt in [{ try store.put("backup-small.bin", data: Data(small)) }, { try upload(store) }] {
+        #expect {
+          try attempt()
+        } throws: { ($0 as? BackupError)?.message.contains("did not confirm the CRC-32") == true }
+      }
+      #expect(try store.stat("backup-small.bin") == nil)
+      #expect(try store.stat("backup-big.bin") == nil)
+      #expect(try store.unfinishedUploads().isEmpty)
+    }
+  }
+
   /// An upload never holds more than `parallel` part buffers (the one being filled included),
   /// and reuses them: memory is partSize x parallel whatever the object's size.
   @Test func partBuffersAreBoundedByParallelAndReused() throws {

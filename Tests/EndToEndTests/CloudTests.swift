@@ -445,6 +445,7 @@ import Testing
       ("cloudConfig.bucket=Not_A_Bucket", ["bucket"]),
       ("cloudConfig.endpoint=ftp://x", ["endpoint"]),
       ("keepLocalCopy=maybe", ["keepLocalCopy"]),
+      ("cloudConfig.checksum=sha1", ["checksum", "md5", "crc32"]),
     ] {
       let r = try cli.run(["backup", "config", "--set", "cloudProvider=aws-s3", assignment])
       #expect(r.status == 64, "\(assignment): \(r.stderr)")
