@@ -54,7 +54,7 @@ let package = Package(
     ),
     .target(
       name: "BackupStorage",
-      dependencies: ["BackupModel"]
+      dependencies: ["BackupModel", "CMalloc"]
     ),
     // SMTP notifications over SwiftNIO + swift-nio-ssl
     .target(

@@ -1,4 +1,5 @@
 import BackupModel
+import CMalloc
 import Foundation
 
 #if canImport(Glibc)
@@ -144,6 +145,13 @@ public final class LocalFileOutput: ByteOutput {
   public let path: String
   private var fd: Int32
   public private(set) var bytesWritten: Int64 = 0
+  /// Where the last writeback request ended (see `flushBehind`).
+  private var flushRequested: Int64 = 0
+  /// Every this many bytes the kernel is asked to start writing what came before, so the disk
+  /// works while the data still streams and the final fsync has little left to wait for (with
+  /// 24 GiB of RAM the kernel's own writeback starts only gigabytes later: a 1 GiB download's
+  /// fsync took 0.4 s, 7% of its time).
+  static let flushBehind: Int64 = 32 << 20
 
   /// A new file at any path (created exclusively, 0600).
   public static func create(path: String) throws -> LocalFileOutput { try LocalFileOutput(path: path) }
@@ -171,6 +179,13 @@ public final class LocalFileOutput: ByteOutput {
       left -= n
       base += n
       bytesWritten += Int64(n)
+    }
+    if bytesWritten - flushRequested >= Self.flushBehind {
+      // a hint: failures surface at the fsync in close(sync:)
+      _ = sync_file_range(
+        fd, off_t(flushRequested), off_t(bytesWritten - flushRequested),
+        UInt32(AI_SHELL_SYNC_FILE_RANGE_WRITE))
+      flushRequested = bytesWritten
     }
   }
 
