@@ -163,8 +163,9 @@ public final class S3Store: BlobStore, @unchecked Sendable {
     do {
       try client.checkUploaded(r, check, what: key)
     } catch {
-      // stored but not confirmed (a store that ignores x-amz-checksum-crc32): not left looking
-      // written (a manifest would make a backup look complete)
+      // stored but not confirmed (a store that ignores x-amz-checksum-crc32) or not what was
+      // sent (an ETag that is not its MD5): not left looking written (a manifest would make a
+      // backup look complete)
       _ = try? client.send(.DELETE, key: key)
       throw error
     }
@@ -197,8 +198,6 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
   private var holdsSlot = false
   /// Buffers of parts S3 has (or that failed), for the next parts to fill.
   private var spare: [ByteBuffer] = []
-  /// GETs that were handed a spare window to fill (tests check that windows are reused).
-  private(set) var refills = 0
   /// Part buffers allocated so far (tests check the bound).
   private(set) var partBuffersAllocated = 0
   private let group = DispatchGroup()

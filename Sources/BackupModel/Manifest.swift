@@ -35,8 +35,8 @@ public struct Manifest: Codable, Sendable, Equatable {
   public var objects: [SchemaObject]
   /// Set when the stored file is an age file; part offsets then refer to its decrypted payload.
   public var encryption: EncryptionInfo?
-  /// The SHA-256 state of the payload at 64-byte-aligned offsets (docs/FORMAT.md, "Payload
-  /// checkpoints"): with them one SHA-256 pass gives the payload's digest and any byte range can
+  /// The SHA-256 state of the payload at 64-byte-aligned offsets (docs/FORMAT.md, "Part
+  /// checksums"): with them one SHA-256 pass gives the payload's digest and any byte range can
   /// be checked alone (a part: from the checkpoint at or before it to the one at or after it).
   public var sha256Checkpoints: [Checkpoint]?
 

@@ -15,7 +15,7 @@ public final class BackupFileWriter: PartSink {
   private var member: [UInt8] = []
   /// The SHA-256 of the stored stream runs on its own thread, in order, so the engine's thread
   /// only formats rows; its checkpoints at every part boundary make it each part's check too
-  /// (docs/FORMAT.md, "Payload checkpoints"). Hashing the compressed bytes rather than the decoded
+  /// (docs/FORMAT.md, "Part checksums"). Hashing the compressed bytes rather than the decoded
   /// ones costs a fraction, and decoding is checked anyway by each member's own checksum (zstd
   /// frame checksum, gzip CRC-32, bzip2 CRC). Unencrypted, the stream is the file and its digest
   /// the file's `sha256`; an encrypted file's own hash is `HashingOutput`'s.
