@@ -376,13 +376,11 @@ final class S3Client: @unchecked Sendable {
   }
 
   /// CRC-32 (the gzip polynomial; libdeflate's) as S3 writes it: base64 of its 4 big-endian bytes.
-  static func crc32(_ buffer: ByteBuffer) -> String {
-    let crc = buffer.withUnsafeReadableBytes { libdeflate_crc32(0, $0.baseAddress, $0.count) }
-    return crc32Text(crc)
-  }
+  static func crc32(_ buffer: ByteBuffer) -> String { buffer.withUnsafeReadableBytes { crc32($0) } }
 
-  static func crc32Text(_ crc: UInt32) -> String {
-    withUnsafeBytes(of: crc.bigEndian) { Data($0).base64EncodedString() }
+  static func crc32(_ bytes: UnsafeRawBufferPointer) -> String {
+    let crc = libdeflate_crc32(0, bytes.baseAddress, bytes.count)
+    return withUnsafeBytes(of: crc.bigEndian) { Data($0).base64EncodedString() }
   }
 
   static func md5(_ bytes: [UInt8]) -> [UInt8] { Array(Insecure.MD5.hash(data: bytes)) }

@@ -1,6 +1,5 @@
 import BackupModel
 import BackupStorage
-import CDeflate
 import Crypto
 import Foundation
 import NIOCore
@@ -400,8 +399,7 @@ final class S3Upload: BlobUpload, @unchecked Sendable {
     } else if let got = XML.first("ChecksumCRC32", in: r.text), got.hasSuffix("-\(numbers.count)") {
       // a composite CRC-32: the CRC-32 of the parts' CRC-32s (big-endian bytes), then "-<count>"
       let parts = numbers.flatMap { Array(Data(base64Encoded: done[$0]!.crc32!) ?? Data()) }
-      let combined = parts.withUnsafeBytes { libdeflate_crc32(0, $0.baseAddress, $0.count) }
-      guard got == "\(S3Client.crc32Text(combined))-\(numbers.count)" else {
+      guard got == "\(parts.withUnsafeBytes { S3Client.crc32($0) })-\(numbers.count)" else {
         throw BackupError(.corrupt, "S3 completed \(key) with CRC-32 \(got), not that of its parts")
       }
     }

@@ -30,7 +30,7 @@ public struct SigV4Signer: Sendable {
     method: String, path: String, query: [(String, String)], headers: [String: String], payloadHash: String,
     date: Date = Date()
   ) -> [String: String] {
-    let amzDate = Self.timestamp(date)
+    let amzDate = UTCStamp.basic(date)
     let day = String(amzDate.prefix(8))
     var signed: [String: String] = [:]
     for (k, v) in headers { signed[k.lowercased()] = v.trimmingCharacters(in: .whitespaces) }
@@ -65,7 +65,7 @@ public struct SigV4Signer: Sendable {
     method: String, path: String, host: String, query: [(String, String)] = [], expires: Int,
     date: Date = Date()
   ) -> [(String, String)] {
-    let amzDate = Self.timestamp(date)
+    let amzDate = UTCStamp.basic(date)
     var all =
       query + [
         ("X-Amz-Algorithm", "AWS4-HMAC-SHA256"),
@@ -94,8 +94,6 @@ public struct SigV4Signer: Sendable {
     }
     return Self.hex(HMAC<SHA256>.authenticationCode(for: Data(stringToSign.utf8), using: key))
   }
-
-  static func timestamp(_ date: Date) -> String { UTCStamp.basic(date) }
 
   static func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
     let digits = Array("0123456789abcdef".utf8)
