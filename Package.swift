@@ -5,7 +5,7 @@ import PackageDescription
 //   ai-shell (executable) -> AIShellCLI -> BackupCore -> BackupEngines / BackupPipeline / BackupCloud
 //   / BackupNotify; BackupCloud (S3 over async-http-client) -> BackupStorage (the blob-store protocol,
 //   local disk); all -> BackupModel -> C shims (CSQLite, CLibPQ, CMariaDB, CZlib, CDeflate, CBZip2,
-//   CZstd, CXXHash, CMalloc, COpenSSLSHA)
+//   CZstd, CXXHash, CMalloc, COpenSSLSHA; BackupPipeline -> CSHA256Lanes, our multi-lane SHA-256)
 // Only BackupNotify (the SMTP client) and BackupCloud (HTTP) use SwiftNIO.
 let package = Package(
   name: "ai-shell",
@@ -34,6 +34,9 @@ let package = Package(
     .systemLibrary(name: "CXXHash", path: "Sources/CXXHash", pkgConfig: "libxxhash"),
     .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
     .systemLibrary(name: "COpenSSLSHA", path: "Sources/COpenSSLSHA", pkgConfig: "libcrypto"),
+    // multi-lane SHA-256 (ours: no packaged library has one), compiled optimised in every
+    // configuration so that debug builds check backups at a usable speed
+    .target(name: "CSHA256Lanes", path: "Sources/CSHA256Lanes", cSettings: [.unsafeFlags(["-O3"])]),
     .target(
       name: "BackupModel",
       dependencies: ["CXXHash", "CMalloc", "COpenSSLSHA"]
@@ -41,7 +44,7 @@ let package = Package(
     .target(
       name: "BackupPipeline",
       dependencies: [
-        "BackupModel", "CZlib", "CDeflate", "CBZip2", "CZstd",
+        "BackupModel", "CZlib", "CDeflate", "CBZip2", "CZstd", "CSHA256Lanes",
         .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "_CryptoExtras", package: "swift-crypto"),
       ]
@@ -102,7 +105,7 @@ let package = Package(
       path: "Tests/TestSupport"
     ),
     .testTarget(
-      name: "BackupPipelineTests", dependencies: ["BackupPipeline", "TestSupport", "CZlib"],
+      name: "BackupPipelineTests", dependencies: ["BackupPipeline", "BackupStorage", "TestSupport", "CZlib"],
       exclude: ["Resources"]  // the age CCTV vectors, read through #filePath
     ),
     .testTarget(name: "BackupEnginesTests", dependencies: ["BackupEngines", "TestSupport"]),

@@ -17,6 +17,13 @@ public struct SHA256Digest: @unchecked Sendable {
   /// `offset` bytes of a stream, `offset` a multiple of 64; nil for a malformed state.
   public init?(resumingAt offset: Int64, midstate: String) {
     guard offset >= 0, offset % 64 == 0, let words = Self.words(midstate) else { return nil }
+    self.init(resumingAt: offset, words: words)
+  }
+
+  /// A hash that continues from the state words H0...H7 (as `stateWords`) taken after the first
+  /// `offset` bytes of a stream, `offset` a multiple of 64.
+  public init(resumingAt offset: Int64, words: [UInt32]) {
+    precondition(offset >= 0 && offset % 64 == 0 && words.count == 8)
     SHA256_Init(&context)
     withUnsafeMutableBytes(of: &context.h) { h in
       for (i, w) in words.enumerated() { h.storeBytes(of: w, toByteOffset: i * 4, as: UInt32.self) }
@@ -26,6 +33,14 @@ public struct SHA256Digest: @unchecked Sendable {
     context.Nh = UInt32(truncatingIfNeeded: bits >> 32)
     position = offset
   }
+
+  /// The state words H0...H7 after the last whole 64-byte block hashed so far.
+  public var stateWords: [UInt32] {
+    withUnsafeBytes(of: context.h) { h in (0..<8).map { h.load(fromByteOffset: $0 * 4, as: UInt32.self) } }
+  }
+
+  /// SHA-256's initial state words (FIPS 180-4, 5.3.3).
+  public static let initialWords: [UInt32] = SHA256Digest().stateWords
 
   public mutating func update(_ bytes: UnsafeRawBufferPointer) {
     guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
@@ -51,16 +66,16 @@ public struct SHA256Digest: @unchecked Sendable {
   /// The hash state after the last whole 64-byte block hashed so far, and that block's end
   /// (OpenSSL keeps the bytes of an unfinished block aside until it fills).
   public func blockState() -> (offset: Int64, state: String) {
-    let state = withUnsafeBytes(of: context.h) { h in
-      (0..<8).map { i -> String in
-        let w = h.load(fromByteOffset: i * 4, as: UInt32.self).bigEndian
-        return withUnsafeBytes(of: w) { $0.map { hex2($0) }.joined() }
-      }.joined()
-    }
-    return (position & ~63, state)
+    (position & ~63, Self.hex(words: stateWords))
   }
 
-  private static func words(_ hex: String) -> [UInt32]? {
+  /// State words as the manifest writes a state: each big-endian, 64 hex digits.
+  public static func hex(words: [UInt32]) -> String {
+    words.map { w in withUnsafeBytes(of: w.bigEndian) { $0.map { hex2($0) }.joined() } }.joined()
+  }
+
+  /// The state words of a manifest's state (64 hex digits), else nil.
+  public static func words(_ hex: String) -> [UInt32]? {
     guard isHex(hex) else { return nil }
     let digits = Array(hex.utf8)
     return (0..<8).map { i in

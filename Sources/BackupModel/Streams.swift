@@ -260,4 +260,36 @@ public protocol RandomAccessInput: AnyObject {
   var size: Int64 { get }
   /// Reads up to `buffer.count` bytes at `offset`; 0 at the end.
   func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+  /// Lends up to `limit` bytes at `offset` (at least one, unless at the end) from the input's own
+  /// buffer, valid until the next call on the input; nil when the input has no buffer to lend
+  /// (then `read` copies). S3's download windows lend theirs: a copy less per byte.
+  func borrow(at offset: Int64, limit: Int) throws -> UnsafeRawBufferPointer?
+}
+
+extension RandomAccessInput {
+  public func borrow(at offset: Int64, limit: Int) throws -> UnsafeRawBufferPointer? { nil }
+}
+
+/// An input whose bytes can be mapped into memory instead of copied out (a local file: its
+/// pages in the page cache become the caller's view without a copy).
+public protocol MappableInput: RandomAccessInput {
+  /// Maps the `count` bytes at `offset` read-only; every one of them must exist in the file (a
+  /// page past the end would fault when touched).
+  func map(at offset: Int64, count: Int) throws -> MappedBytes
+}
+
+/// A read-only mapping of part of a file, unmapped when released.
+public final class MappedBytes {
+  public let bytes: UnsafeRawBufferPointer
+  private let base: UnsafeMutableRawPointer
+  private let length: Int
+
+  /// Takes over a mapping of `length` bytes at `base` whose wanted bytes are `bytes`.
+  public init(base: UnsafeMutableRawPointer, length: Int, bytes: UnsafeRawBufferPointer) {
+    self.base = base
+    self.length = length
+    self.bytes = bytes
+  }
+
+  deinit { munmap(base, length) }
 }

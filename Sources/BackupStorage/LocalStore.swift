@@ -248,3 +248,19 @@ public final class LocalFileInput: RandomAccessInput {
 
   deinit { _ = Glibc.close(fd) }
 }
+
+extension LocalFileInput: MappableInput {
+  public func map(at offset: Int64, count: Int) throws -> MappedBytes {
+    precondition(offset >= 0 && count > 0)
+    let page = Int64(sysconf(Int32(_SC_PAGESIZE)))
+    let start = offset - offset % page
+    let length = Int(offset - start) + count
+    // MAP_POPULATE: the pages are mapped in one call instead of one fault each
+    guard let base = mmap(nil, length, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, off_t(start)),
+      base != MAP_FAILED
+    else { throw LocalFileOutput.ioError("mapping", path, errno) }
+    return MappedBytes(
+      base: base, length: length,
+      bytes: UnsafeRawBufferPointer(start: base + Int(offset - start), count: count))
+  }
+}

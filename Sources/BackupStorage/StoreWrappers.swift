@@ -88,6 +88,9 @@ final class RetryingInput: RandomAccessInput {
   func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
     try policy.run { try input.read(at: offset, into: buffer) }
   }
+  func borrow(at offset: Int64, limit: Int) throws -> UnsafeRawBufferPointer? {
+    try policy.run { try input.borrow(at: offset, limit: limit) }
+  }
 }
 
 /// A token bucket shared by every transfer of one store: at most `bytesPerSecond` on average,
@@ -166,5 +169,10 @@ final class LimitedInput: RandomAccessInput {
     let n = try input.read(at: offset, into: buffer)
     limiter.take(n)
     return n
+  }
+  func borrow(at offset: Int64, limit: Int) throws -> UnsafeRawBufferPointer? {
+    let bytes = try input.borrow(at: offset, limit: limit)
+    limiter.take(bytes?.count ?? 0)
+    return bytes
   }
 }

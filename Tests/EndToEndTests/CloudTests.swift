@@ -216,6 +216,38 @@ import Testing
 
   /// A refused signature fails the create with one line naming the credential source (not the
   /// secret), and leaves nothing behind: no manifest, no object, no multipart upload.
+  /// A cloud copy altered after the upload (same size) is refused by `import --cloud` and nothing
+  /// enters the catalog: plain (format version 4: its SHA-256 chain, checked in stretches) and
+  /// encrypted (one SHA-256 pass over the stored bytes).
+  @Test func tamperedCloudCopyIsNotImported() throws {
+    guard let s = Self.server else { return Self.skip("cloud tampered import") }
+    let (cli, bucket) = try Self.setUp(s, prefix: "t")
+    let env = Self.awsEnv(s)
+    let db = cli.work.file("source.db")
+    try makeBigDatabase(db, rows: 20_000)
+    let pass = cli.work.file("pass.txt")
+    try "correct horse".write(toFile: pass, atomically: true, encoding: .utf8)
+    let work = ["AI_SHELL_SCRYPT_WORK_FACTOR": "10"]
+    for extra in [["-c", "none"], ["--encrypt", "--passphrase-file", pass]] {
+      let created = try cli.run(
+        ["backup", "create", "-d", db, "--cloud"] + extra, environment: env.merging(work) { $1 })
+      #expect(created.status == 0, "\(created.stderr)")
+      let id = created.lastLine
+      let fileName = try #require(cli.backupFiles().first { $0.hasPrefix(id) && !$0.hasSuffix(".json") })
+      var bytes = try #require(FileManager.default.contents(atPath: cli.backupDir + "/" + fileName))
+      bytes[bytes.count * 2 / 3] ^= 0x20
+      let altered = cli.work.file("altered.bin")
+      try bytes.write(to: URL(fileURLWithPath: altered))
+      #expect(try Self.aws(s, ["s3", "cp", altered, "s3://\(bucket)/t/\(fileName)"]).status == 0)
+      #expect(try cli.run(["backup", "delete", id, "--force"]).status == 0)
+      let imported = try cli.run(["backup", "import", "--cloud", id], environment: env)
+      #expect(imported.status == 4, "\(imported.stderr)")
+      #expect(imported.stderr.contains("t/\(fileName) fails its SHA-256 check"), "\(imported.stderr)")
+      #expect(imported.stderr.contains("nothing was imported"), "\(imported.stderr)")
+      #expect(cli.backupFiles().isEmpty)
+    }
+  }
+
   @Test func wrongSecretFailsCleanly() throws {
     guard let s = Self.server else { return Self.skip("cloud wrong secret") }
     let (cli, bucket) = try Self.setUp(s)
