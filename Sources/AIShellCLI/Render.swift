@@ -5,7 +5,7 @@ import Foundation
 enum Render {
   static func json<T: Encodable>(_ value: T) throws -> String {
     let encoder = JSONEncoder()
-    encoder.dateEncodingStrategy = .iso8601
+    encoder.dateEncodingStrategy = UTCStamp.jsonEncoding
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     return String(decoding: try encoder.encode(value), as: UTF8.self)
   }

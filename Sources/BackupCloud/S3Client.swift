@@ -321,13 +321,9 @@ final class S3Client: @unchecked Sendable {
     http.locale = Locale(identifier: "en_US_POSIX")
     http.timeZone = TimeZone(identifier: "GMT")
     http.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-    let iso = ISO8601DateFormatter()
-    iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
     let server =
       r.header("date").flatMap { http.date(from: $0) }
-      ?? XML.first("ServerTime", in: r.text).flatMap {
-        iso.date(from: $0) ?? ISO8601DateFormatter().date(from: $0)
-      }
+      ?? XML.first("ServerTime", in: r.text).flatMap { UTCStamp.parseExtended($0) }
     return server.map { Int(r.signedAt.timeIntervalSince($0).rounded()) }
   }
 

@@ -101,8 +101,6 @@ public final class S3Store: BlobStore, @unchecked Sendable {
   /// nothing when also given a key-marker).
   public func pendingUploads() throws -> [PendingUpload] {
     let base = settings.prefix.isEmpty ? "" : settings.prefix + "/"
-    let iso = ISO8601DateFormatter()
-    iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
     var out: [PendingUpload] = []
     var marker: (key: String, uploadId: String)?
     repeat {
@@ -117,7 +115,7 @@ public final class S3Store: BlobStore, @unchecked Sendable {
         let t = XML.first("Initiated", in: u)
         return PendingUpload(
           key: key, uploadId: id,
-          initiated: t.flatMap { iso.date(from: $0) ?? ISO8601DateFormatter().date(from: $0) })
+          initiated: t.flatMap { UTCStamp.parseExtended($0) })
       }
       let previous = marker
       marker = nil

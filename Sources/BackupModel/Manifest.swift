@@ -288,13 +288,13 @@ public struct Manifest: Codable, Sendable, Equatable {
 
   public static func decode(_ data: Data) throws -> Manifest {
     let decoder = JSONDecoder()
-    decoder.dateDecodingStrategy = .iso8601
+    decoder.dateDecodingStrategy = UTCStamp.jsonDecoding
     return try decoder.decode(Manifest.self, from: data)
   }
 
   public func encoded() throws -> Data {
     let encoder = JSONEncoder()
-    encoder.dateEncodingStrategy = .iso8601
+    encoder.dateEncodingStrategy = UTCStamp.jsonEncoding
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     return try encoder.encode(self)
   }
@@ -364,13 +364,37 @@ public struct SchemaObject: Codable, Sendable, Equatable {
 /// the C library: Foundation's Calendar, TimeZone and DateFormatter load ICU and its data
 /// (~4 MiB of resident memory in every process).
 public enum UTCStamp {
-  public static func basic(_ date: Date) -> String {
-    var t = time_t(date.timeIntervalSince1970.rounded(.down))
+  public static func basic(_ date: Date) -> String { format(date, dateSeparator: "", timeSeparator: "") }
+
+  private static func format(_ date: Date, dateSeparator d: String, timeSeparator t: String) -> String {
+    var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
     var parts = tm()
-    gmtime_r(&t, &parts)
+    gmtime_r(&seconds, &parts)
     func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-    return "\(parts.tm_year + 1900)\(two(parts.tm_mon + 1))\(two(parts.tm_mday))T"
-      + "\(two(parts.tm_hour))\(two(parts.tm_min))\(two(parts.tm_sec))Z"
+    return "\(parts.tm_year + 1900)\(d)\(two(parts.tm_mon + 1))\(d)\(two(parts.tm_mday))T"
+      + "\(two(parts.tm_hour))\(t)\(two(parts.tm_min))\(t)\(two(parts.tm_sec))Z"
+  }
+
+  /// Seconds since the epoch of a UTC date and time, nil when a field is out of range (timegm
+  /// would normalise month 13 or second 61 instead of refusing them).
+  private static func utc(
+    _ fields: (year: Int32, month: Int32, day: Int32, hour: Int32, minute: Int32, second: Int32)
+  )
+    -> TimeInterval?
+  {
+    var parts = tm()
+    parts.tm_year = fields.year - 1900
+    parts.tm_mon = fields.month - 1
+    parts.tm_mday = fields.day
+    parts.tm_hour = fields.hour
+    parts.tm_min = fields.minute
+    parts.tm_sec = fields.second
+    let expected = (parts.tm_mon, parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec)
+    let t = timegm(&parts)
+    guard expected == (parts.tm_mon, parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec) else {
+      return nil
+    }
+    return TimeInterval(t)
   }
 
   /// The date `basic` wrote, or nil for anything else.
@@ -382,20 +406,82 @@ public enum UTCStamp {
     func number(_ from: Int, _ count: Int) -> Int32 {
       b[from..<from + count].reduce(0) { $0 * 10 + Int32($1 - 0x30) }
     }
-    var parts = tm()
-    parts.tm_year = number(0, 4) - 1900
-    parts.tm_mon = number(4, 2) - 1
-    parts.tm_mday = number(6, 2)
-    parts.tm_hour = number(9, 2)
-    parts.tm_min = number(11, 2)
-    parts.tm_sec = number(13, 2)
-    let expected = (parts.tm_mon, parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec)
-    let t = timegm(&parts)
-    // timegm normalises out-of-range fields (month 13, second 61): refuse those
-    guard expected == (parts.tm_mon, parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec) else {
+    return utc((number(0, 4), number(4, 2), number(6, 2), number(9, 2), number(11, 2), number(13, 2)))
+      .map { Date(timeIntervalSince1970: $0) }
+  }
+
+  /// ISO 8601 extended UTC to the second (`2026-11-28T21:37:01Z`): the manifest's and the JSON
+  /// output's dates, as JSONEncoder's `.iso8601` writes them (which, decoding, builds a Calendar
+  /// and so loads ICU's time zone data: ~3 MiB more resident in every command that reads a
+  /// manifest).
+  public static func extended(_ date: Date) -> String {
+    format(date, dateSeparator: "-", timeSeparator: ":")
+  }
+
+  /// An ISO 8601 extended date-time with a zone: `Z` or `±hh:mm` (or `±hhmm`), optionally with a
+  /// fraction of a second (`2026-11-28T21:37:01.123Z`, as S3 writes them); nil for anything else.
+  public static func parseExtended(_ s: String) -> Date? {
+    let b = Array(s.utf8)
+    func digits(_ from: Int, _ count: Int) -> Int32? {
+      guard from + count <= b.count else { return nil }
+      var v: Int32 = 0
+      for c in b[from..<from + count] {
+        guard (0x30...0x39).contains(c) else { return nil }
+        v = v * 10 + Int32(c - 0x30)
+      }
+      return v
+    }
+    func at(_ i: Int, _ c: Character) -> Bool { i < b.count && b[i] == c.asciiValue! }
+    guard let year = digits(0, 4), at(4, "-"), let month = digits(5, 2), at(7, "-"), let day = digits(8, 2),
+      at(10, "T") || at(10, "t"), let hour = digits(11, 2), at(13, ":"), let minute = digits(14, 2),
+      at(16, ":"), let second = digits(17, 2)
+    else { return nil }
+    var i = 19
+    var fraction = 0.0
+    if at(i, ".") {
+      i += 1
+      var scale = 0.1
+      let start = i
+      while let d = digits(i, 1) {
+        fraction += Double(d) * scale
+        scale /= 10
+        i += 1
+      }
+      guard i > start else { return nil }
+    }
+    var offset: Int32 = 0
+    if at(i, "Z") || at(i, "z") {
+      i += 1
+    } else if at(i, "+") || at(i, "-") {
+      let sign: Int32 = at(i, "-") ? -1 : 1
+      guard let h = digits(i + 1, 2), h < 24 else { return nil }
+      i += 3
+      if at(i, ":") { i += 1 }
+      guard let m = digits(i, 2), m < 60 else { return nil }
+      i += 2
+      offset = sign * (h * 3600 + m * 60)
+    } else {
       return nil
     }
-    return Date(timeIntervalSince1970: TimeInterval(t))
+    guard i == b.count, let t = utc((year, month, day, hour, minute, second)) else { return nil }
+    return Date(timeIntervalSince1970: t - TimeInterval(offset) + fraction)
+  }
+
+  /// JSON dates as `extended` writes them.
+  public static let jsonEncoding = JSONEncoder.DateEncodingStrategy.custom { date, encoder in
+    var c = encoder.singleValueContainer()
+    try c.encode(extended(date))
+  }
+
+  /// JSON dates as `parseExtended` reads them.
+  public static let jsonDecoding = JSONDecoder.DateDecodingStrategy.custom { decoder in
+    let c = try decoder.singleValueContainer()
+    let text = try c.decode(String.self)
+    guard let date = parseExtended(text) else {
+      throw DecodingError.dataCorruptedError(
+        in: c, debugDescription: "\"\(text)\" is not an ISO 8601 date-time")
+    }
+    return date
   }
 }
 

@@ -224,4 +224,43 @@ import Testing
     }
     #expect(BackupID.date(of: "something-else") == nil)
   }
+
+  /// The manifest's dates: written as JSONEncoder's `.iso8601` writes them, read back (and S3's
+  /// dates with fractions and offsets) without Foundation's ICU-backed date parsing.
+  @Test func extendedDatesMatchFoundationsISO8601() throws {
+    let formatter = ISO8601DateFormatter()
+    for seconds in [0, 951_782_400, 1_767_225_599, 1_796_000_000, 4_102_444_800] {
+      let date = Date(timeIntervalSince1970: TimeInterval(seconds))
+      #expect(UTCStamp.extended(date) == formatter.string(from: date))
+      #expect(UTCStamp.parseExtended(UTCStamp.extended(date)) == date)
+    }
+    #expect(UTCStamp.extended(Date(timeIntervalSince1970: 1.9)) == "1970-01-01T00:00:01Z")
+    let reference = Date(timeIntervalSince1970: 1_795_913_600)  // 2026-11-29T00:53:20Z
+    for text in [
+      "2026-11-29T00:53:20Z", "2026-11-29t00:53:20z", "2026-11-29T02:53:20+02:00", "2026-11-28T21:23:20-0330",
+    ] {
+      #expect(UTCStamp.parseExtended(text) == reference, "\(text)")
+    }
+    let fractional = try #require(UTCStamp.parseExtended("2026-11-29T00:53:20.250Z"))
+    #expect(abs(fractional.timeIntervalSince(reference) - 0.25) < 1e-6)
+    for bad in [
+      "2026-11-29T00:53:20", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-11-29T24:00:00Z",
+      "2026-11-29T00:53:20.Z", "2026-11-29T00:53:20+2:00", "2026-11-29 00:53:20Z", "2026-11-29T00:53:20Zx",
+      "",
+    ] {
+      #expect(UTCStamp.parseExtended(bad) == nil, "\(bad)")
+    }
+    // a manifest's createdAt goes through them both ways
+    struct Stamped: Codable, Equatable { var at: Date }
+    let encoder = JSONEncoder()
+    encoder.dateEncodingStrategy = UTCStamp.jsonEncoding
+    let json = String(decoding: try encoder.encode(Stamped(at: reference)), as: UTF8.self)
+    #expect(json == #"{"at":"2026-11-29T00:53:20Z"}"#)
+    let decoder = JSONDecoder()
+    decoder.dateDecodingStrategy = UTCStamp.jsonDecoding
+    #expect(try decoder.decode(Stamped.self, from: Data(json.utf8)) == Stamped(at: reference))
+    #expect(throws: DecodingError.self) {
+      try decoder.decode(Stamped.self, from: Data(#"{"at":"yesterday"}"#.utf8))
+    }
+  }
 }

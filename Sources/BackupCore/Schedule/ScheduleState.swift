@@ -40,13 +40,13 @@ public struct ScheduleState: Sendable {
   static let encoder: JSONEncoder = {
     let e = JSONEncoder()
     e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    e.dateEncodingStrategy = .iso8601
+    e.dateEncodingStrategy = UTCStamp.jsonEncoding
     return e
   }()
 
   static let decoder: JSONDecoder = {
     let d = JSONDecoder()
-    d.dateDecodingStrategy = .iso8601
+    d.dateDecodingStrategy = UTCStamp.jsonDecoding
     return d
   }()
 

@@ -56,7 +56,7 @@ public enum Webhook {
     }
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    encoder.dateEncodingStrategy = .iso8601
+    encoder.dateEncodingStrategy = UTCStamp.jsonEncoding
     guard let body = try? encoder.encode(payload) else { return false }
     let request: HTTPClient.Request
     do {
