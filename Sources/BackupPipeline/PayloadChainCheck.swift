@@ -7,9 +7,9 @@ import Foundation
 /// the first one's state and must arrive at the second's, and the last one, from the last
 /// checkpoint to the end, must give the payload's SHA-256. Passing every stretch proves the
 /// payload's SHA-256 exactly as one pass over it would, but the stretches do not depend on each
-/// other, so up to 16 are hashed side by side by a multi-lane SHA-256 (`CSHA256Lanes`: 16 lanes
-/// with AVX-512, 8 with AVX2; one stretch at a time through OpenSSL elsewhere and when only one or
-/// two are ready): about 4x the throughput of one OpenSSL stream on this project's CPUs.
+/// other, so up to 16 are hashed side by side by a multi-lane SHA-256 (`CSHA256Lanes`: 16 or 8
+/// lanes with AVX-512, 8 with AVX2; one stretch at a time through OpenSSL elsewhere and when only
+/// one or two are ready): about 3-4x the throughput of one OpenSSL stream on this project's CPUs.
 ///
 /// It reads the payload through `input` and may run behind a writer of it: `advance(to:)` says how
 /// much is readable, and a background thread checks stretches in batches as soon as they are
@@ -52,15 +52,22 @@ public final class PayloadChainCheck: @unchecked Sendable {
   private var failure: Error?
   private var thread: Thread?
 
-  /// The lanes this machine hashes side by side (16, 8 or 1).
-  public static let availableLanes = max(1, Int(ai_shell_sha256_lanes()))
+  /// The multi-lane kernels this CPU runs (`AI_SHELL_SHA256_*` bits of sha256_lanes.h).
+  public static let availableKernels = Int(ai_shell_sha256_kernels())
+  private let kernel16: Int32?
+  private let kernel8: Int32?
 
-  /// `label` names the payload in errors; `lanes` caps the lanes used (tests choose the kernel).
-  public init(chain: PayloadChain, input: RandomAccessInput, label: String, lanes: Int = availableLanes) {
+  /// `label` names the payload in errors; `kernels` limits the kernels used (tests choose each;
+  /// 0: OpenSSL alone).
+  public init(chain: PayloadChain, input: RandomAccessInput, label: String, kernels: Int = availableKernels) {
     self.input = input
     self.label = label
     self.chain = chain
-    maxLanes = [16, 8, 1].first { $0 <= min(lanes, Self.availableLanes) } ?? 1
+    let usable = kernels & Self.availableKernels
+    func has(_ k: Int32) -> Int32? { usable & Int(k) != 0 ? k : nil }
+    kernel16 = has(Int32(AI_SHELL_SHA256_X16_AVX512))
+    kernel8 = has(Int32(AI_SHELL_SHA256_X8_AVX512)) ?? has(Int32(AI_SHELL_SHA256_X8_AVX2))
+    maxLanes = kernel16 != nil ? 16 : (kernel8 != nil ? 8 : 1)
     batch = min(maxLanes, 8)
     var stretches: [Stretch] = []
     var start: Int64 = 0
@@ -230,8 +237,8 @@ public final class PayloadChainCheck: @unchecked Sendable {
   /// Hashes as many blocks as every lane has buffered: side by side with the narrowest kernel that
   /// holds the lanes, or one lane at a time through OpenSSL when there are only one or two.
   private func step(_ lanes: inout [Lane]) {
-    let width = lanes.count > 8 ? 16 : (lanes.count > 2 ? 8 : 1)
-    if width == 1 || width > maxLanes {
+    let kernel = lanes.count > 8 ? kernel16 : (lanes.count > 2 ? kernel8 ?? kernel16 : nil)
+    guard let kernel else {
       for i in lanes.indices {
         let bytes = UnsafeRawBufferPointer(rebasing: lanes[i].bytes[lanes[i].consumed...])
         var digest = SHA256Digest(resumingAt: lanes[i].position, words: lanes[i].words)
@@ -242,6 +249,7 @@ public final class PayloadChainCheck: @unchecked Sendable {
       }
       return
     }
+    let width = kernel == Int32(AI_SHELL_SHA256_X16_AVX512) ? 16 : 8
     let blocks = lanes.map { ($0.bytes.count - $0.consumed) / 64 }.min()!
     var state = [UInt32](repeating: 0, count: width * 8)
     var pointers = [UnsafePointer<UInt8>?](repeating: nil, count: width)
@@ -252,7 +260,7 @@ public final class PayloadChainCheck: @unchecked Sendable {
       pointers[l] = (lane.bytes.baseAddress! + lane.consumed).assumingMemoryBound(to: UInt8.self)
     }
     pointers.withUnsafeBufferPointer { p in
-      ai_shell_sha256_blocks(Int32(width), &state, p.baseAddress!, blocks)
+      ai_shell_sha256_blocks(kernel, &state, p.baseAddress!, blocks)
     }
     for i in lanes.indices {
       lanes[i].words = Array(state[(i * 8)..<(i * 8 + 8)])

@@ -76,28 +76,32 @@ static const uint32_t K[64] = {
   }
 
 SHA256_KERNEL(sha256_x16, v16u32, 16, "avx512f,avx512vl,avx512bw")
+SHA256_KERNEL(sha256_x8vl, v8u32vl, 8, "avx512f,avx512vl")
 SHA256_KERNEL(sha256_x8, v8u32, 8, "avx2")
 
-int ai_shell_sha256_lanes(void) {
+int ai_shell_sha256_kernels(void) {
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
-      && __builtin_cpu_supports("avx512bw"))
-    return 16;
-  if (__builtin_cpu_supports("avx2")) return 8;
-  return 0;
+  int kernels = 0;
+  if (__builtin_cpu_supports("avx2")) kernels |= AI_SHELL_SHA256_X8_AVX2;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) {
+    kernels |= AI_SHELL_SHA256_X8_AVX512;
+    if (__builtin_cpu_supports("avx512bw")) kernels |= AI_SHELL_SHA256_X16_AVX512;
+  }
+  return kernels;
 }
 
-void ai_shell_sha256_blocks(int lanes, uint32_t *state, const uint8_t *const *data, size_t nblocks) {
-  if (lanes == 16) sha256_x16(state, data, nblocks);
-  else if (lanes == 8) sha256_x8(state, data, nblocks);
+void ai_shell_sha256_blocks(int kernel, uint32_t *state, const uint8_t *const *data, size_t nblocks) {
+  if (kernel == AI_SHELL_SHA256_X16_AVX512) sha256_x16(state, data, nblocks);
+  else if (kernel == AI_SHELL_SHA256_X8_AVX512) sha256_x8vl(state, data, nblocks);
+  else if (kernel == AI_SHELL_SHA256_X8_AVX2) sha256_x8(state, data, nblocks);
 }
 
 #else
 
-int ai_shell_sha256_lanes(void) { return 0; }
+int ai_shell_sha256_kernels(void) { return 0; }
 
-void ai_shell_sha256_blocks(int lanes, uint32_t *state, const uint8_t *const *data, size_t nblocks) {
-  (void)lanes;
+void ai_shell_sha256_blocks(int kernel, uint32_t *state, const uint8_t *const *data, size_t nblocks) {
+  (void)kernel;
   (void)state;
   (void)data;
   (void)nblocks;

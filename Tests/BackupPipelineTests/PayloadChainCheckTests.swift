@@ -24,11 +24,13 @@ final class GrowingFile {
   }
 }
 
-/// `PayloadChainCheck` against chains OpenSSL recorded (BackupFileWriter): every lane width this
+/// `PayloadChainCheck` against chains OpenSSL recorded (BackupFileWriter): every kernel this
 /// CPU has, stretches of uneven lengths, damage in every stretch, and checking behind a writer.
 @Suite struct PayloadChainCheckTests {
-  /// The widths to test: 16 and 8 only where the CPU runs those kernels, 1 (OpenSSL) always.
-  static let widths = [16, 8, 1].filter { $0 <= PayloadChainCheck.availableLanes }
+  /// Each kernel this CPU runs alone (16 lanes AVX-512, 8 lanes AVX-512VL, 8 lanes AVX2; alone,
+  /// the 16-lane one also runs batches of 3 to 8 stretches, its spare lanes hashing copies), all
+  /// of them, and OpenSSL alone (0).
+  static let kernelSets = [4, 2, 1, 7, 0].filter { $0 & PayloadChainCheck.availableKernels == $0 }
 
   /// A backup file of parts of the given sizes with a checkpoint every `interval` bytes.
   func backup(_ sizes: [Int], interval: Int64) throws -> (MemoryFile, PayloadChain) {
@@ -38,19 +40,19 @@ final class GrowingFile {
     )
   }
 
-  @Test(arguments: widths) func anIntactPayloadPasses(lanes: Int) throws {
+  @Test(arguments: kernelSets) func anIntactPayloadPasses(kernels: Int) throws {
     // 40 equal stretches, then the tail; and one with many short, uneven ones
     for (sizes, interval) in [
       ([10, 2_600_000], Int64(65536)), ([100, 0, 50_000, 64, 4096, 12_289, 3], 4096),
     ] {
       let (file, chain) = try backup(sizes, interval: interval)
       #expect(chain.checkpoints.count > 10)
-      let check = PayloadChainCheck(chain: chain, input: file, label: "f", lanes: lanes)
+      let check = PayloadChainCheck(chain: chain, input: file, label: "f", kernels: kernels)
       try check.finish()
     }
   }
 
-  @Test(arguments: widths) func damageInAnyStretchIsFoundAndNamed(lanes: Int) throws {
+  @Test(arguments: kernelSets) func damageInAnyStretchIsFoundAndNamed(kernels: Int) throws {
     let (file, chain) = try backup([10, 700_000], interval: 65536)
     let edges = [0] + chain.checkpoints.map(\.offset) + [chain.size]
     // one damaged byte inside every stretch in turn (the first, the middle ones, the last)
@@ -59,7 +61,7 @@ final class GrowingFile {
       let at = Int((start + end) / 2)
       file.bytes[at] ^= 0x40
       defer { file.bytes[at] ^= 0x40 }
-      let check = PayloadChainCheck(chain: chain, input: file, label: "s3://b/x.sql", lanes: lanes)
+      let check = PayloadChainCheck(chain: chain, input: file, label: "s3://b/x.sql", kernels: kernels)
       let error = #expect(throws: BackupError.self) { try check.finish() }
       #expect(error?.status == .corrupt)
       #expect(
@@ -91,14 +93,14 @@ final class GrowingFile {
 
   /// The download case: the checker runs behind a writer that appends in uneven pieces, reading
   /// the file as `import --cloud` does (LocalFileInput: mapped, not copied).
-  @Test(arguments: widths) func checksBehindAWriter(lanes: Int) throws {
+  @Test(arguments: kernelSets) func checksBehindAWriter(kernels: Int) throws {
     let (memory, chain) = try backup([10, 3_000_000], interval: 65536)
     for damage in [false, true] {
       let file = try GrowingFile()
       var bytes = memory.bytes
       if damage { bytes[2_000_000] ^= 1 }
       let check = PayloadChainCheck(
-        chain: chain, input: try LocalFileInput(path: file.path), label: "f", lanes: lanes)
+        chain: chain, input: try LocalFileInput(path: file.path), label: "f", kernels: kernels)
       var offset = 0
       var step = 1000
       while offset < bytes.count {
