@@ -73,7 +73,13 @@ public final class PayloadChainCheck: @unchecked Sendable {
     var start: Int64 = 0
     var words = SHA256Digest.initialWords
     for c in chain.checkpoints {
-      let end = SHA256Digest.words(c.state) ?? []
+      // Manifest.validate refuses these; a chain from elsewhere fails here instead of hashing
+      // stretches that do not end on block edges
+      guard c.offset > start, c.offset % 64 == 0, c.offset < chain.size, let end = SHA256Digest.words(c.state)
+      else {
+        failure = BackupError(.corrupt, "\(label): the SHA-256 checkpoint at \(c.offset) is malformed")
+        break
+      }
       stretches.append(Stretch(start: start, end: c.offset, startWords: words, endWords: end))
       (start, words) = (c.offset, end)
     }

@@ -76,6 +76,15 @@ final class GrowingFile {
     var bad = chain
     bad.checkpoints[2].state = String(repeating: "0", count: 64)
     #expect(throws: BackupError.self) { try PayloadChainCheck.check(chain: bad, input: file, label: "f") }
+    // a checkpoint off a block edge, out of order or past the end: refused, nothing hashed
+    for offset in [chain.checkpoints[1].offset + 1, chain.checkpoints[0].offset, chain.size + 64] {
+      bad = chain
+      bad.checkpoints[1].offset = offset
+      let error = #expect(throws: BackupError.self) {
+        try PayloadChainCheck.check(chain: bad, input: file, label: "f")
+      }
+      #expect(error?.message.contains("is malformed") == true, "\(String(describing: error))")
+    }
     bad = chain
     bad.sha256 = String(repeating: "0", count: 64)
     #expect(throws: BackupError.self) { try PayloadChainCheck.check(chain: bad, input: file, label: "f") }
