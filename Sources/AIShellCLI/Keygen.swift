@@ -24,7 +24,7 @@ extension Backup {
 
     func run() throws {
       let (identity, recipient) = Age.generateIdentity()
-      let stamp = ISO8601DateFormatter().string(from: Date())
+      let stamp = UTCStamp.extended(Date())
       let text = "# created: \(stamp)\n# public key: \(recipient)\n\(identity)\n"
       guard let output else {
         print(text, terminator: "")

@@ -55,7 +55,7 @@ extension Backup {
         log: { line in
           lock.lock()
           defer { lock.unlock() }
-          printStderr("\(ISO8601DateFormatter().string(from: Date())) \(line)")
+          printStderr("\(UTCStamp.extended(Date())) \(line)")
         })
       // a parent may have left SIGTERM/SIGINT blocked (posix_spawn keeps the mask): unblock them
       var unblock = sigset_t()

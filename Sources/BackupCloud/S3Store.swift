@@ -447,14 +447,11 @@ final class S3Input: RandomAccessInput {
   }
 
   func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-    guard offset < size, buffer.count > 0 else { return 0 }
-    try position(at: offset, want: buffer.count)
-    let from = Int(offset - windowStart)
-    let n = min(buffer.count, window.readableBytes - from)
-    window.withUnsafeReadableBytes { src in
-      buffer.baseAddress!.copyMemory(from: src.baseAddress! + from, byteCount: n)
+    guard let lent = try borrow(at: offset, limit: buffer.count), let from = lent.baseAddress else {
+      return 0
     }
-    return n
+    buffer.baseAddress!.copyMemory(from: from, byteCount: lent.count)
+    return lent.count
   }
 
   /// The window itself: valid until the next call, when the window may be refilled.

@@ -225,18 +225,16 @@ public final class PayloadChainCheck: @unchecked Sendable {
       lane.bytes = mapping.bytes
     } else if let buffer = lane.buffer {
       let part = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want])
-      try readFully(at: lane.position, into: part)
+      try readWhole(at: lane.position, into: part)
       lane.bytes = UnsafeRawBufferPointer(part)
     }
   }
 
-  private func readFully(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
-    var done = 0
-    while done < buffer.count {
-      let n = try input.read(
-        at: offset + Int64(done), into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]))
-      guard n > 0 else { throw BackupError(.corrupt, "\(label) ended at \(offset + Int64(done)) bytes") }
-      done += n
+  /// Fills `buffer` from `offset`, or throws: the payload is shorter than its chain says.
+  private func readWhole(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
+    let n = try readFully(input, at: offset, into: buffer)
+    guard n == buffer.count else {
+      throw BackupError(.corrupt, "\(label) ended at \(offset + Int64(n)) bytes")
     }
   }
 
@@ -285,7 +283,7 @@ public final class PayloadChainCheck: @unchecked Sendable {
     while at < s.end {
       let want = Int(min(Int64(Self.chunk), s.end - at))
       let part = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want])
-      try readFully(at: at, into: part)
+      try readWhole(at: at, into: part)
       digest.update(UnsafeRawBufferPointer(part))
       at += Int64(want)
     }

@@ -39,8 +39,8 @@ public enum ScheduleEmail {
       ("Backup id", outcome.backupId ?? "-"),
       ("Size", outcome.sizeBytes.map { "\(ByteText.format($0)) (\($0) bytes)" } ?? "-"),
       ("Duration", String(format: "%.1f s", outcome.durationSeconds)),
-      ("Started", iso8601(started)),
-      ("Finished", iso8601(finished)),
+      ("Started", UTCStamp.extended(started)),
+      ("Finished", UTCStamp.extended(finished)),
       ("Host", ProcessInfo.processInfo.hostName),
     ]
     if !ok { rows.append(("Error", outcome.error ?? "unknown error")) }
@@ -77,11 +77,5 @@ public enum ScheduleEmail {
       log("email for \(name) to \(to) not sent: \(text); the backup's result is unaffected")
       return false
     }
-  }
-
-  static func iso8601(_ d: Date) -> String {
-    let f = ISO8601DateFormatter()
-    f.formatOptions = [.withInternetDateTime]
-    return f.string(from: d)
   }
 }
