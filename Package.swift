@@ -5,7 +5,8 @@ import PackageDescription
 //   ai-shell (executable) -> AIShellCLI -> BackupCore -> BackupEngines / BackupPipeline / BackupCloud
 //   / BackupNotify; BackupCloud (S3 over async-http-client) -> BackupStorage (the blob-store protocol,
 //   local disk); all -> BackupModel -> C shims (CSQLite, CLibPQ, CMariaDB, CZlib, CDeflate, CBZip2,
-//   CZstd, CXXHash, CMalloc, COpenSSLSHA; BackupPipeline -> CSHA256Lanes, our multi-lane SHA-256)
+//   CZstd, CXXHash, CMalloc, COpenSSLSHA; BackupPipeline -> CSHA256Lanes, our multi-lane SHA-256;
+//   BackupEngines -> CPGCopyBinary, our COPY text-to-binary rows)
 // Only BackupNotify (the SMTP client) and BackupCloud (HTTP) use SwiftNIO.
 let package = Package(
   name: "ai-shell",
@@ -37,6 +38,8 @@ let package = Package(
     // multi-lane SHA-256 (ours: no packaged library has one), compiled optimised in every
     // configuration so that debug builds check backups at a usable speed
     .target(name: "CSHA256Lanes", path: "Sources/CSHA256Lanes", cSettings: [.unsafeFlags(["-O3"])]),
+    // COPY text rows to COPY binary rows for PostgreSQL restores (ours: libpq has no converter)
+    .target(name: "CPGCopyBinary", path: "Sources/CPGCopyBinary", cSettings: [.unsafeFlags(["-O3"])]),
     .target(
       name: "BackupModel",
       dependencies: ["CXXHash", "CMalloc", "COpenSSLSHA"]
@@ -52,7 +55,8 @@ let package = Package(
     .target(
       name: "BackupEngines",
       dependencies: [
-        "BackupModel", "CSQLite", "CLibPQ", "CMariaDB", .product(name: "Crypto", package: "swift-crypto"),
+        "BackupModel", "CSQLite", "CLibPQ", "CMariaDB", "CPGCopyBinary",
+        .product(name: "Crypto", package: "swift-crypto"),
       ]
     ),
     .target(

@@ -1071,3 +1071,118 @@ final class Box<T>: @unchecked Sendable {
         .isEmpty)
   }
 }
+
+/// Restores send a table's rows in COPY's binary format when every column converts
+/// (PGBinaryCopy), and go on in text from the first line that does not.
+@Suite(.serialized) struct PostgresBinaryCopyTests {
+  static let types = #"""
+    CREATE SCHEMA "Odd Schema";
+    CREATE TABLE "Odd Schema"."Bin ""T""" (i2 int2, "I 4" int4 PRIMARY KEY, i8 int8, b bool, t text, v varchar(12),
+      c char(5), "Mixed Case" text);
+    INSERT INTO "Odd Schema"."Bin ""T""" VALUES
+      (-32768, -2147483648, -9223372036854775808, true, E'tab\there back\\slash', E'nl\nx cr\ry', 'ab', 'ünï 😀'),
+      (32767, 2147483647, 9223372036854775807, false, E'\b\f\v', 'trailing  ', '', '\N'),
+      (0, 0, 0, NULL, '', '', NULL, E'\\.'),
+      (NULL, 1, NULL, true, NULL, NULL, 'abcde', 'NULL');
+    INSERT INTO "Odd Schema"."Bin ""T""" SELECT g % 30000, g, g * 4000000000, g % 2 = 0, md5(g::text), 'v' || g, 'c',
+      repeat('x', g % 50) FROM generate_series(2, 30000) g;
+    CREATE TABLE with_numeric (id int, n numeric);
+    INSERT INTO with_numeric VALUES (1, 1.5);
+    """#
+
+  static let content = #"SELECT md5(string_agg(t::text, '|' ORDER BY "I 4")) FROM "Odd Schema"."Bin ""T""" t"#
+
+  @Test func everyConvertedTypeRestoresExactly() throws {
+    guard let url = serverURL() else { return }
+    let server = PGServer(url)
+    let source = try server.freshDatabase("src")
+    try source.psql(Self.types)
+    let dumped = try pgDump(source.url)
+    let text = String(decoding: dumped.sink.allBytes, as: UTF8.self)
+    let copyLines = text.split(separator: "\n").filter { $0.hasPrefix("COPY ") }.map { Array($0.utf8) }
+    for (jobs, split) in [(1, Int64(64 << 20)), (2, 1 << 20)] {
+      let target = try server.freshDatabase("dst\(jobs)")
+      var request = dumped.request(jobs: jobs)
+      request.splitTableBytes = split
+      let report = try target.engine.restore(request, parts: dumped.opener)
+      #expect(report.tables.first { $0.name == "Odd Schema.Bin \"T\"" }?.rows == 30003)
+      #expect(try target.psql(Self.content) == source.psql(Self.content), "--jobs \(jobs)")
+      expectStatsMatch(try target.engine.tableStats(dumped.tables), dumped)
+      // which tables went as binary: every column converts, or not
+      let session = PGRestoreSession(db: try server.connection(target.name), request: request)
+      #expect(try copyLines.map { try session.binaryCopy(for: $0) != nil } == [true, false])
+      let statement = try session.binaryCopy(for: copyLines[0]).map {
+        String(decoding: $0.statement, as: UTF8.self)
+      }
+      #expect(
+        statement
+          == #"COPY "Odd Schema"."Bin ""T""" (i2, "I 4", i8, b, t, v, c, "Mixed Case") FROM STDIN (FORMAT binary)"#
+      )
+    }
+  }
+
+  /// Rows in a form the converter leaves alone (a '+' sign, an octal escape) switch the table to
+  /// text from that line on: every row arrives, counted once; rows the server refuses in the
+  /// binary part fail the table as a text COPY's would (with --continue-on-error, only it).
+  @Test func linesOutsideTheServersFormGoOnAsText() throws {
+    guard let url = serverURL() else { return }
+    let server = PGServer(url)
+    let target = try server.freshDatabase("fallback")
+    try target.psql(
+      "CREATE TABLE t (id int, v varchar(3)); CREATE TABLE t2 (LIKE t); CREATE TABLE t3 (LIKE t)")
+    func part(_ table: String, _ rows: String) -> [UInt8] {
+      Array("COPY public.\(table) (id, v) FROM stdin;\n\(rows)\\.\n".utf8)
+    }
+    let rows = "1\ta\n2\t\\N\n+3\tc\n4\t\\101\n5\te\n"
+    let want = "1:a,2:null,3:c,4:A,5:e"
+    func restored(_ table: String) throws -> String {
+      try target.psql("SELECT string_agg(id || ':' || coalesce(v, 'null'), ',' ORDER BY id) FROM \(table)")
+    }
+    func session(continueOnError: Bool) throws -> PGRestoreSession {
+      let request = RestoreRequest(
+        format: .sql, parts: [], objects: [], tables: nil, dropExisting: false,
+        continueOnError: continueOnError)
+      return PGRestoreSession(db: try server.connection(target.name), request: request)
+    }
+
+    let s = try session(continueOnError: false)
+    #expect(try s.binaryCopy(for: Array("COPY public.t (id, v) FROM stdin;".utf8)) != nil)
+    try s.db.query("BEGIN")
+    try s.runTablePart(reader: InputReader(MemorySource(part("t", rows), chunk: 3)), table: "public.t")
+    try s.db.query("COMMIT")
+    #expect(try restored("t") == want)
+    #expect(s.report.tables.map(\.rows) == [5])
+
+    // a split table's stream (PGSplitCopy) switches the same way
+    let split = PGSplitCopy(open: { MemorySource(part("t3", rows)) }, table: "public.t3", streams: 1)
+    try s.db.query("BEGIN")
+    try s.loadStream(of: split)
+    try s.db.query("COMMIT")
+    #expect(try restored("t3") == want)
+    #expect(s.report.tables.last?.rows == 5)
+
+    // 'abcd' is too long for varchar(3): refused when the binary COPY ends at the '+2' line
+    let refused = part("t2", "1\tabcd\n+2\tx\n3\ty\n")
+    let strict = try session(continueOnError: false)
+    try strict.db.query("BEGIN")
+    let error = #expect(throws: BackupError.self) {
+      try strict.runTablePart(reader: InputReader(MemorySource(refused)), table: "public.t2")
+    }
+    #expect(error?.message.contains("value too long") == true)
+    try strict.db.query("ROLLBACK")
+    let lenient = try session(continueOnError: true)
+    try lenient.db.query("BEGIN")
+    try lenient.runTablePart(reader: InputReader(MemorySource(refused)), table: "public.t2")
+    try lenient.runTablePart(reader: InputReader(MemorySource(part("t2", "7\tok\n"))), table: "public.t2")
+    try lenient.db.query("COMMIT")
+    #expect(lenient.report.statementsFailed == 1)
+    #expect(lenient.report.errors.first?.contains("value too long") == true)
+    #expect(try restored("t2") == "7:ok", "only the refused part's rows are left out")
+    let splitError = #expect(throws: BackupError.self) {
+      try strict.db.query("BEGIN")
+      defer { _ = try? strict.db.query("ROLLBACK") }
+      try strict.loadStream(of: PGSplitCopy(open: { MemorySource(refused) }, table: "public.t2", streams: 1))
+    }
+    #expect(splitError?.message.contains("value too long") == true)
+  }
+}

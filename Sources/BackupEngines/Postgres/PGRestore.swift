@@ -326,31 +326,42 @@ final class PGRestoreSession {
 
   static let endOfData: [UInt8] = Array("\\.\n".utf8)
 
-  /// Streams a table part's `COPY … FROM stdin;` block to the server.
+  /// Streams a table part's `COPY … FROM stdin;` block to the server (in the binary format when
+  /// its rows convert: `PGBinaryCopy`).
   func runTablePart(reader: InputReader, table: String?) throws {
     let run = table.map { wants(table: $0) } ?? true
     guard let copyLine = try PGRestoreSession.copyStatement(reader, table: table) else { return }
     let useSavepoint = request.continueOnError
+    var copy: PGCopyIn?
     if run {
       if useSavepoint { try db.query("SAVEPOINT ai_shell_copy") }
-      try beginCopy(copyLine, table: table)
+      copy = try startCopy(copyLine, table: table)
     }
     var buffer: [UInt8] = []
     buffer.reserveCapacity(512 * 1024)
     var ended = false
+    var refused: PGStatementError?
     do {
       while !ended {
         buffer.removeAll(keepingCapacity: true)
         ended = try PGRestoreSession.nextRows(reader, into: &buffer, table: table)
-        if run { try buffer.withUnsafeBytes { try db.putCopyData($0) } }
+        guard copy != nil else { continue }
+        do {
+          try send(buffer, on: &copy!, table: table)
+        } catch let e as PGCopyRefused {
+          // the COPY has ended; the part is still read to its end (its checksum checked)
+          refused = e.error
+          copy = nil
+        }
       }
     } catch {
-      if run { _ = try? db.endCopyIn(failWith: "backup part unreadable") }
+      if copy != nil { _ = try? db.endCopyIn(failWith: "backup part unreadable") }
       throw error
     }
     guard run else { return }
     do {
-      let rows = try db.endCopyIn()
+      if let refused { throw refused }
+      let rows = try endCopy(copy!)
       if useSavepoint { try db.query("RELEASE SAVEPOINT ai_shell_copy") }
       report.statementsExecuted += 1
       if let table { report.tables.append(TableRestoreResult(name: table, rows: rows)) }
@@ -662,19 +673,19 @@ extension PGRestoreSession {
   /// its checksum checked: `waitVerified` returns only then.
   func loadStream(of split: PGSplitCopy) throws {
     guard let copyLine = try split.copyStatement() else { return }
-    try beginCopy(copyLine, table: split.table)
+    var copy = try startCopy(copyLine, table: split.table)
     do {
       var chunk: [UInt8] = []
       chunk.reserveCapacity(512 * 1024)
       do {
-        while try split.next(into: &chunk) {
-          try chunk.withUnsafeBytes { try db.putCopyData($0) }
-        }
+        while try split.next(into: &chunk) { try send(chunk, on: &copy, table: split.table) }
+      } catch let e as PGCopyRefused {
+        throw e.error
       } catch {
         _ = try? db.endCopyIn(failWith: "restore aborted")
         throw error
       }
-      let rows = try db.endCopyIn()
+      let rows = try endCopy(copy)
       try split.waitVerified()
       report.statementsExecuted += 1
       report.tables.append(TableRestoreResult(name: split.table, rows: rows))
