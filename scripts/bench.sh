@@ -6,7 +6,8 @@
 #                                           started by scripts/mariadb-test-server.sh on port
 #                                           ${MARIADB_PORT:-53399}, stopped at the end)
 #   scripts/bench.sh postgres [scale]      (pgbench -i -s scale, default 50 (~750 MB), into a
-#                                           server of its own: BENCH_PG_PORT, default 55452)
+#                                           server of its own: BENCH_PG_PORT, default 55452;
+#                                           BENCH_ROUNDS rounds of every measure, default 3)
 #   scripts/bench.sh s3 [size-MB]          (default 1024: a backup file of that size, uploaded by
 #                                           create --cloud and downloaded by import --cloud, against
 #                                           `aws s3 cp` of the same file, both to a SeaweedFS of its
@@ -38,17 +39,33 @@ trap 'for c in "${CLEANUP[@]}"; do eval "$c"; done' EXIT
 export AI_SHELL_BACKUP_DIR=$OUT/backups
 
 # measure KEY LABEL CMD: records wall seconds, CPU seconds (user + system, all processes of the
-# command) and peak RSS (KiB) under KEY
-declare -A WALL CPU RSS
+# command) and peak RSS (KiB) under KEY. Measured again (another round), KEY keeps every wall
+# time (WALLS), the median (WALL) and the highest peak RSS.
+declare -A WALL WALLS CPU RSS
 measure() {
   local key=$1 label=$2; shift 2
   sync
   /usr/bin/time -f '%e %U %S %M' -o "$OUT/time" bash -c "$*" >/dev/null 2>"$OUT/err" || { cat "$OUT/err" >&2; exit 1; }
-  local w u s r; read -r w u s r <"$OUT/time"; WALL[$key]=$w; RSS[$key]=$r
+  local w u s r; read -r w u s r <"$OUT/time"
+  WALLS[$key]="${WALLS[$key]:-} $w"
+  # shellcheck disable=SC2086
+  WALL[$key]=$(median ${WALLS[$key]})
+  [ "$r" -gt "${RSS[$key]:-0}" ] && RSS[$key]=$r
   CPU[$key]=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
   printf '  %-34s %7.2f s  %7.2f s CPU  %7d MiB peak RSS\n' "$label" "$w" "${CPU[$key]}" "$((r / 1024))" >&2
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# rounds KEY BASE: KEY's wall time over BASE's in each round (measured minutes apart on the same
+# machine state), as "median (round 1, round 2, ...)"
+rounds() {
+  local -a a b r=()
+  read -r -a a <<<"${WALLS[$1]}"
+  read -r -a b <<<"${WALLS[$2]}"
+  local i
+  for i in "${!a[@]}"; do r+=("$(ratio "${a[$i]}" "${b[$i]}")"); done
+  if [ ${#r[@]} -eq 1 ]; then echo "${r[0]}"; else echo "$(median "${r[@]}") ($(IFS=,; echo "${r[*]}" | sed 's/,/, /g'))"; fi
+}
 
 bench_sqlite() {
 DB=$DATA/bench-$MB.db
@@ -181,29 +198,37 @@ bench_postgres() {
   pgbench -i -q -s "$SCALE" bench 2>/dev/null
   size=$(psql -Atc "SELECT pg_database_size('bench')" bench)
   echo "database: pgbench scale $SCALE ($((size / 1048576)) MiB), $(nproc) cores" >&2
-  echo "create:" >&2
-  measure base_dump "pg_dump | gzip -6" "pg_dump -d bench | gzip -6 > '$OUT/base.sql.gz'"
-  measure fd_dump "pg_dump -Fd -j 2" "pg_dump -d bench -Fd -j 2 -f '$OUT/base.dir'"
-  measure gz_create "ai-shell create -c gzip --jobs 1" "'$BIN' backup create -d '$U/bench' -c gzip --jobs 1 > '$OUT/id-gzip'"
-  measure zst_create "ai-shell create (zstd) --jobs 1" "'$BIN' backup create -d '$U/bench' --jobs 1 > '$OUT/id-zstd'"
-  measure zst2_create "ai-shell create (zstd) --jobs 2" "'$BIN' backup create -d '$U/bench' --jobs 2 > '$OUT/id-zstd2'"
-  echo "restore:" >&2
-  measure base_restore "gzip -dc | psql" "createdb r0 && gzip -dc '$OUT/base.sql.gz' | psql -q -v ON_ERROR_STOP=1 -d r0"
-  measure fd_restore "pg_restore -j 2 (from -Fd)" "createdb r1 && pg_restore -j 2 -d r1 '$OUT/base.dir'"
-  measure gz_restore "ai-shell restore (gzip) --jobs 1" "'$BIN' backup restore \$(cat '$OUT/id-gzip') -d '$U/r2' --jobs 1"
-  measure zst_restore "ai-shell restore (zstd) --jobs 1" "'$BIN' backup restore \$(cat '$OUT/id-zstd') -d '$U/r3' --jobs 1"
-  measure zst2_restore "ai-shell restore (zstd) --jobs 2" "'$BIN' backup restore \$(cat '$OUT/id-zstd') -d '$U/r4' --jobs 2"
+  # the machine is shared and noisy: every measure is taken ROUNDS times, the rounds one after
+  # the other, and the table gives the median of the per-round ratios (and each round's)
+  local ROUNDS=${BENCH_ROUNDS:-3} round
+  for round in $(seq "$ROUNDS"); do
+    rm -rf "$OUT/base.dir"
+    for d in r0 r1 r2 r3 r4; do dropdb --if-exists "$d" 2>/dev/null; done
+    echo "round $round of $ROUNDS, create:" >&2
+    measure base_dump "pg_dump | gzip -6" "pg_dump -d bench | gzip -6 > '$OUT/base.sql.gz'"
+    measure fd_dump "pg_dump -Fd -j 2" "pg_dump -d bench -Fd -j 2 -f '$OUT/base.dir'"
+    measure gz_create "ai-shell create -c gzip --jobs 1" "'$BIN' backup create -d '$U/bench' -c gzip --jobs 1 > '$OUT/id-gzip'"
+    measure zst_create "ai-shell create (zstd) --jobs 1" "'$BIN' backup create -d '$U/bench' --jobs 1 > '$OUT/id-zstd'"
+    measure zst2_create "ai-shell create (zstd) --jobs 2" "'$BIN' backup create -d '$U/bench' --jobs 2 > '$OUT/id-zstd2'"
+    echo "round $round of $ROUNDS, restore:" >&2
+    measure base_restore "gzip -dc | psql" "createdb r0 && gzip -dc '$OUT/base.sql.gz' | psql -q -v ON_ERROR_STOP=1 -d r0"
+    measure fd_restore "pg_restore -j 2 (from -Fd)" "createdb r1 && pg_restore -j 2 -d r1 '$OUT/base.dir'"
+    measure gz_restore "ai-shell restore (gzip) --jobs 1" "'$BIN' backup restore \$(cat '$OUT/id-gzip') -d '$U/r2' --jobs 1"
+    measure zst_restore "ai-shell restore (zstd) --jobs 1" "'$BIN' backup restore \$(cat '$OUT/id-zstd') -d '$U/r3' --jobs 1"
+    measure zst2_restore "ai-shell restore (zstd) --jobs 2" "'$BIN' backup restore \$(cat '$OUT/id-zstd') -d '$U/r4' --jobs 2"
+  done
   echo
-  echo "| measure (PostgreSQL 15, pgbench -s $SCALE, $((size / 1048576)) MiB, $(nproc) cores) | ratio | target | peak RSS |"
+  echo "| measure (PostgreSQL 15, pgbench -s $SCALE, $((size / 1048576)) MiB, $(nproc) cores, $ROUNDS rounds) | ratio: median (each round) | target | peak RSS |"
   echo "|---|---|---|---|"
-  echo "| create -c gzip --jobs 1 / (pg_dump \| gzip -6) | $(ratio "${WALL[gz_create]}" "${WALL[base_dump]}") | <= 1.0 | $((RSS[gz_create] / 1024)) MiB |"
-  echo "| create (zstd) --jobs 1 / (pg_dump \| gzip -6) | $(ratio "${WALL[zst_create]}" "${WALL[base_dump]}") | <= 0.6 | $((RSS[zst_create] / 1024)) MiB |"
-  echo "| create (zstd) --jobs 2 / (pg_dump \| gzip -6) | $(ratio "${WALL[zst2_create]}" "${WALL[base_dump]}") | <= 0.6 | $((RSS[zst2_create] / 1024)) MiB |"
-  echo "| create (zstd) --jobs 2 / pg_dump -Fd -j 2 | $(ratio "${WALL[zst2_create]}" "${WALL[fd_dump]}") | | |"
-  echo "| restore (gzip) --jobs 1 / (gzip -dc \| psql) | $(ratio "${WALL[gz_restore]}" "${WALL[base_restore]}") | <= 1.0 | $((RSS[gz_restore] / 1024)) MiB |"
-  echo "| restore (zstd) --jobs 1 / (gzip -dc \| psql) | $(ratio "${WALL[zst_restore]}" "${WALL[base_restore]}") | <= 1.0 | $((RSS[zst_restore] / 1024)) MiB |"
-  echo "| restore (zstd) --jobs 2 / (gzip -dc \| psql) | $(ratio "${WALL[zst2_restore]}" "${WALL[base_restore]}") | <= 0.7 | $((RSS[zst2_restore] / 1024)) MiB |"
-  echo "| restore (zstd) --jobs 2 / pg_restore -j 2 | $(ratio "${WALL[zst2_restore]}" "${WALL[fd_restore]}") | | |"
+  echo "| create -c gzip --jobs 1 / (pg_dump \| gzip -6) | $(rounds gz_create base_dump) | <= 1.0 | $((RSS[gz_create] / 1024)) MiB |"
+  echo "| create (zstd) --jobs 1 / (pg_dump \| gzip -6) | $(rounds zst_create base_dump) | <= 0.6 | $((RSS[zst_create] / 1024)) MiB |"
+  echo "| create (zstd) --jobs 2 / (pg_dump \| gzip -6) | $(rounds zst2_create base_dump) | <= 0.6 | $((RSS[zst2_create] / 1024)) MiB |"
+  echo "| create (zstd) --jobs 2 / pg_dump -Fd -j 2 | $(rounds zst2_create fd_dump) | | |"
+  echo "| restore (gzip) --jobs 1 / (gzip -dc \| psql) | $(rounds gz_restore base_restore) | <= 1.0 | $((RSS[gz_restore] / 1024)) MiB |"
+  echo "| restore (zstd) --jobs 1 / (gzip -dc \| psql) | $(rounds zst_restore base_restore) | <= 1.0 | $((RSS[zst_restore] / 1024)) MiB |"
+  echo "| restore (zstd) --jobs 2 / (gzip -dc \| psql) | $(rounds zst2_restore base_restore) | <= 0.7 | $((RSS[zst2_restore] / 1024)) MiB |"
+  echo "| restore (zstd) --jobs 2 / pg_restore -j 2 | $(rounds zst2_restore fd_restore) | | |"
+  echo "| baseline medians: pg_dump \| gzip -6 ${WALL[base_dump]} s, gzip -dc \| psql ${WALL[base_restore]} s | | | |"
   echo "| baseline peak RSS: pg_dump \| gzip $((RSS[base_dump] / 1024)) MiB, gzip -dc \| psql $((RSS[base_restore] / 1024)) MiB | | | |"
 }
 

@@ -139,7 +139,8 @@ import Testing
       "COPY t FROM stdin;", "COPY t () FROM stdin;", "COPY t (a FROM stdin;", "COPY t (a) FROM stdin",
       "COPY t (a) FROM 'file';", "COPY t (1a) FROM stdin;", "COPY t (ünï) FROM stdin;",
       #"COPY t ("") FROM stdin;"#,
-      #"COPY t ("open) FROM stdin;"#, "SELECT 1;", "COPY t (a) TO stdout;",
+      #"COPY t ("open) FROM stdin;"#, "SELECT 1;", "COPY t (a) TO stdout;", "COPY db.s.t (a) FROM stdin;",
+      "COPY s. (a) FROM stdin;",
     ] {
       #expect(parse(bad) == nil, "\(bad)")
     }

@@ -1129,7 +1129,8 @@ final class Box<T>: @unchecked Sendable {
     let server = PGServer(url)
     let target = try server.freshDatabase("fallback")
     try target.psql(
-      "CREATE TABLE t (id int, v varchar(3)); CREATE TABLE t2 (LIKE t); CREATE TABLE t3 (LIKE t)")
+      "CREATE TABLE t (id int, v varchar(3)); CREATE TABLE t2 (LIKE t); CREATE TABLE t3 (LIKE t); CREATE TABLE t4 (LIKE t)"
+    )
     func part(_ table: String, _ rows: String) -> [UInt8] {
       Array("COPY public.\(table) (id, v) FROM stdin;\n\(rows)\\.\n".utf8)
     }
@@ -1159,6 +1160,15 @@ final class Box<T>: @unchecked Sendable {
     try s.loadStream(of: split)
     try s.db.query("COMMIT")
     #expect(try restored("t3") == want)
+    #expect(s.report.tables.last?.rows == 5)
+
+    // the rows of the json format's parts (converted to text lines first) go the same way
+    try s.db.query("BEGIN")
+    try s.copyIn(table: "public.t4", columns: ["id", "v"], options: "") { send in
+      for line in rows.split(separator: "\n") { try send(Array((line + "\n").utf8)) }
+    }
+    try s.db.query("COMMIT")
+    #expect(try restored("t4") == want)
     #expect(s.report.tables.last?.rows == 5)
 
     // 'abcd' is too long for varchar(3): refused when the binary COPY ends at the '+2' line

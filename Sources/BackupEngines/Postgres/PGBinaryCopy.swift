@@ -22,7 +22,7 @@ final class PGBinaryCopy {
   init(statement: String, kinds: [UInt8]) {
     self.statement = Array(statement.utf8)
     self.kinds = kinds
-    out = .allocate(byteCount: 1 << 20, alignment: 16)
+    out = .allocate(byteCount: 0, alignment: 16)
   }
 
   deinit { out.deallocate() }
@@ -44,6 +44,7 @@ final class PGBinaryCopy {
   func convert(_ rows: UnsafeRawBufferPointer, send: (UnsafeRawBufferPointer) throws -> Void) rethrows -> Int
   {
     guard let base = rows.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return 0 }
+    grow(to: ai_shell_pg_binary_room(rows.count, Int32(kinds.count)))
     var at = 0
     while at < rows.count {
       var consumed = 0
@@ -55,17 +56,17 @@ final class PGBinaryCopy {
       }
       at += consumed
       if written > 0 { try send(UnsafeRawBufferPointer(rebasing: out[0..<written])) }
-      switch Int(status) {
-      case Int(AI_SHELL_PG_FULL) where consumed == 0:
-        // more rows than the buffer has room for at once: grow it to that room
-        let room = ai_shell_pg_binary_room(rows.count - at, Int32(kinds.count))
-        out.deallocate()
-        out = .allocate(byteCount: room, alignment: 16)
-      case Int(AI_SHELL_PG_FULL): continue
-      default: return at
-      }
+      // full: the tuples so far were handed on and the buffer is free again; else done or stopped
+      guard Int(status) == Int(AI_SHELL_PG_FULL) else { return at }
     }
     return at
+  }
+
+  /// Makes the buffer at least `bytes` long (its contents are not kept).
+  private func grow(to bytes: Int) {
+    guard out.count < bytes else { return }
+    out.deallocate()
+    out = .allocate(byteCount: bytes, alignment: 16)
   }
 
   /// The target and the column list of a `COPY <table> (<columns>) FROM stdin;` line as written
@@ -79,9 +80,10 @@ final class PGBinaryCopy {
     var i = s.startIndex + 5
     // the qualified name: identifiers joined by '.'
     let nameStart = i
-    while true {
+    for part in 1...2 {  // table or schema.table
       guard identifier(s, &i) != nil else { return nil }
       guard i < s.endIndex, s[i] == 0x2E else { break }
+      guard part == 1 else { return nil }
       i += 1
     }
     let target = String(decoding: s[nameStart..<i], as: UTF8.self)
@@ -162,7 +164,10 @@ extension PGRestoreSession {
   /// The binary COPY for a table part's `COPY … FROM stdin;` line when every column it lists has a
   /// conversion (`PGBinaryCopy.kind`); nil (text) otherwise, or when the line is in another form.
   func binaryCopy(for copyLine: [UInt8]) throws -> PGBinaryCopy? {
-    guard let parsed = PGBinaryCopy.parse(copyLine: copyLine) else { return nil }
+    // to_regclass(text): PostgreSQL 9.6 and newer
+    guard db.serverVersionNumber >= 90600, let parsed = PGBinaryCopy.parse(copyLine: copyLine) else {
+      return nil
+    }
     var types: [String: Int] = [:]
     // to_regclass: a missing table is no rows here (and the text COPY's own error later)
     for row in try db.query(

@@ -326,39 +326,49 @@ final class PGRestoreSession {
 
   static let endOfData: [UInt8] = Array("\\.\n".utf8)
 
-  /// Streams a table part's `COPY … FROM stdin;` block to the server (in the binary format when
-  /// its rows convert: `PGBinaryCopy`).
+  /// Streams a table part's `COPY … FROM stdin;` block to the server.
   func runTablePart(reader: InputReader, table: String?) throws {
-    let run = table.map { wants(table: $0) } ?? true
     guard let copyLine = try PGRestoreSession.copyStatement(reader, table: table) else { return }
-    let useSavepoint = request.continueOnError
-    var copy: PGCopyIn?
-    if run {
-      if useSavepoint { try db.query("SAVEPOINT ai_shell_copy") }
-      copy = try startCopy(copyLine, table: table)
-    }
-    var buffer: [UInt8] = []
-    buffer.reserveCapacity(512 * 1024)
-    var ended = false
-    var refused: PGStatementError?
-    do {
+    try streamCopy(copyLine, table: table, run: table.map { wants(table: $0) } ?? true) { send in
+      var buffer: [UInt8] = []
+      buffer.reserveCapacity(512 * 1024)
+      var ended = false
       while !ended {
         buffer.removeAll(keepingCapacity: true)
         ended = try PGRestoreSession.nextRows(reader, into: &buffer, table: table)
-        guard copy != nil else { continue }
+        try send(buffer)
+      }
+    }
+  }
+
+  /// Runs one table's `copyLine` (`COPY … FROM stdin;`) and `feed`, which reads the table's rows
+  /// to their end and hands them to `send` in whole lines: in the binary format when they
+  /// convert (`PGBinaryCopy`), else as they are. A server error is a statement failure
+  /// (`--continue-on-error` rolls back just this table). With `run` false the rows are read and
+  /// dropped.
+  func streamCopy(
+    _ copyLine: [UInt8], table: String?, run: Bool, feed: (_ send: ([UInt8]) throws -> Void) throws -> Void
+  ) throws {
+    guard run else { return try feed { _ in } }
+    let useSavepoint = request.continueOnError
+    if useSavepoint { try db.query("SAVEPOINT ai_shell_copy") }
+    var copy: PGCopyIn? = try startCopy(copyLine, table: table)
+    var refused: PGStatementError?
+    do {
+      try feed { lines in
+        guard copy != nil else { return }
         do {
-          try send(buffer, on: &copy!, table: table)
+          try send(lines, on: &copy!, table: table)
         } catch let e as PGCopyRefused {
-          // the COPY has ended; the part is still read to its end (its checksum checked)
+          // the COPY has ended; the rows are still read to their end (the part's checksum checked)
           refused = e.error
           copy = nil
         }
       }
     } catch {
-      if copy != nil { _ = try? db.endCopyIn(failWith: "backup part unreadable") }
+      if copy != nil { _ = try? db.endCopyIn(failWith: "restore aborted") }
       throw error
     }
-    guard run else { return }
     do {
       if let refused { throw refused }
       let rows = try endCopy(copy!)
@@ -441,39 +451,18 @@ extension RestoreRequest {
 }
 
 extension PGRestoreSession {
-  /// Runs `COPY <table> (<columns>) FROM STDIN <options>` and `feed` (which sends the rows);
-  /// a server error is a statement failure (`--continue-on-error` rolls back just this table).
-  func copyIn(table: String, columns: [String], options: String, feed: () throws -> Void) throws {
+  /// Runs `COPY <table> (<columns>) FROM STDIN <options>` and `feed` (which reads the rows and
+  /// hands them to `send`) through `streamCopy`: without options (text-format lines) in the
+  /// binary format when the rows convert.
+  func copyIn(
+    table: String, columns: [String], options: String, feed: (_ send: ([UInt8]) throws -> Void) throws -> Void
+  ) throws {
     guard let target = try db.quotedTable(table) else {
       throw BackupError(.database, "table \"\(table)\" was not created by the backup's schema")
     }
     let cols = columns.isEmpty ? "" : " (" + columns.map(quoteIdent).joined(separator: ", ") + ")"
-    let sql = "COPY \(target)\(cols) FROM STDIN\(options)"
-    statementNumber += 1
-    let useSavepoint = request.continueOnError
-    if useSavepoint { try db.query("SAVEPOINT ai_shell_copy") }
-    do {
-      guard try Array(sql.utf8).withUnsafeBytes({ try db.execRaw($0) }) == PGRES_COPY_IN else {
-        throw BackupError(.database, "COPY \(table) did not start")
-      }
-    } catch let e as PGStatementError {
-      throw BackupError(.database, "statement \(statementNumber) (COPY \(table)) failed: \(e.message)")
-    }
-    do {
-      try feed()
-    } catch {
-      _ = try? db.endCopyIn(failWith: "restore aborted")
-      throw error
-    }
-    do {
-      let rows = try db.endCopyIn()
-      if useSavepoint { try db.query("RELEASE SAVEPOINT ai_shell_copy") }
-      report.statementsExecuted += 1
-      report.tables.append(TableRestoreResult(name: table, rows: rows))
-    } catch let e as PGStatementError {
-      if useSavepoint { try db.query("ROLLBACK TO SAVEPOINT ai_shell_copy; RELEASE SAVEPOINT ai_shell_copy") }
-      try failed(e, object: SchemaObject(type: "data", name: table, table: table))
-    }
+    try streamCopy(
+      Array("COPY \(target)\(cols) FROM stdin\(options);".utf8), table: table, run: true, feed: feed)
   }
 
   /// A csv table part: one tar entry whose csv (after its header row) goes to the server as is.
@@ -484,7 +473,7 @@ extension PGRestoreSession {
     }
     let (names, used) = try CSVHeaderReader.read(reader, limit: entry.size, table: table)
     var left = entry.size - used
-    func send(_ body: (([UInt8]) throws -> Void)) throws {
+    func readCSV(_ body: (([UInt8]) throws -> Void)) throws {
       var buffer: [UInt8] = []
       while left > 0 {
         buffer.removeAll(keepingCapacity: true)
@@ -495,11 +484,9 @@ extension PGRestoreSession {
       }
     }
     if wants(table: table) {
-      try copyIn(table: table, columns: names, options: " WITH (FORMAT csv)") {
-        try send { b in try b.withUnsafeBytes { try db.putCopyData($0) } }
-      }
+      try copyIn(table: table, columns: names, options: " WITH (FORMAT csv)") { try readCSV($0) }
     } else {
-      try send { _ in }
+      try readCSV { _ in }
     }
     try reader.skip(Tar.paddingCount(for: entry.size))
   }
@@ -523,18 +510,18 @@ extension PGRestoreSession {
     else { throw BackupError(.corrupt, "the data part of \(table) does not start with its $table header") }
     guard wants(table: table) else { return }
     var rows = PGJSONRowReader(table: table, columns: header.columns.map(\.name))
-    try copyIn(table: table, columns: header.columns.map(\.name), options: "") {
+    try copyIn(table: table, columns: header.columns.map(\.name), options: "") { send in
       var buffer: [UInt8] = []
       buffer.reserveCapacity(300 * 1024)
       while try reader.readLine(into: &line) {
         guard line.contains(where: { !PGText.isBlank([$0][...]) }) else { continue }
         try rows.convert(line, into: &buffer)
         if buffer.count >= 256 * 1024 {
-          try buffer.withUnsafeBytes { try db.putCopyData($0) }
+          try send(buffer)
           buffer.removeAll(keepingCapacity: true)
         }
       }
-      try buffer.withUnsafeBytes { try db.putCopyData($0) }
+      try send(buffer)
     }
   }
 
