@@ -20,6 +20,9 @@ public final class PartReader: ByteSource {
   private var digest = SHA256Digest()
   /// The manifest's SHA-256 covers the stored bytes (else, in older manifests, the decoded ones).
   private let hashesStored: Bool
+  /// False: the stored bytes were already proven (the whole file's SHA-256, `PayloadChainCheck`),
+  /// so the part is only decoded and its size checked.
+  private let checksHash: Bool
   /// Format version 4: the payload's checkpoints; the hash runs from a checkpoint at or before
   /// the part (where `digest` starts) to `hashEnd`.
   private let chain: PayloadChain?
@@ -31,21 +34,23 @@ public final class PartReader: ByteSource {
   public var onStoredBytes: ((Int) -> Void)?
 
   /// `chain` is the manifest's `payloadChain` (nil before format version 4: the part's own
-  /// digest is checked).
+  /// digest is checked). With `checksHash` false the part is decoded and its size checked, not
+  /// its SHA-256: only for bytes already proven by the whole file's.
   public init(
     input: RandomAccessInput, part: Manifest.Part, chain: PayloadChain?, algorithm: CompressionAlgorithm,
-    label: String, chunkSize: Int = 256 * 1024
+    label: String, chunkSize: Int = 256 * 1024, checksHash: Bool = true
   ) throws {
     self.input = input
     self.part = part
     self.label = label
-    self.chain = chain
+    self.checksHash = checksHash
+    self.chain = checksHash ? chain : nil
     decompressor = algorithm == .none ? nil : try Codecs.decompressor(algorithm)
-    hashesStored = chain != nil || part.storedSha256 != nil
+    hashesStored = checksHash && (chain != nil || part.storedSha256 != nil)
     nextOffset = part.storedOffset
     endOffset = part.storedOffset + part.storedLength
     chunk = [UInt8](repeating: 0, count: chunkSize)
-    if let chain {
+    if checksHash, let chain {
       let start = chain.start(before: part.storedOffset)
       if let state = start.state {
         guard let resumed = SHA256Digest(resumingAt: start.offset, midstate: state) else {
@@ -147,7 +152,7 @@ public final class PartReader: ByteSource {
     if rawSeen > part.rawSize {
       throw BackupError(.corrupt, "\(label): decodes to more bytes than the manifest records")
     }
-    if !hashesStored { digest.update(bytes) }
+    if checksHash && !hashesStored { digest.update(bytes) }
     pending.append(contentsOf: bytes)
   }
 
@@ -157,6 +162,7 @@ public final class PartReader: ByteSource {
         .corrupt, "\(label): decodes to \(rawSeen) bytes, the manifest records \(part.rawSize)",
         hint: "the backup file is damaged")
     }
+    guard checksHash else { return }
     let expected: String?
     let actual: String?
     if let chain {

@@ -201,6 +201,33 @@ func pseudoRandom(_ count: Int, seed: UInt64) -> [UInt8] {
     } throws: { ($0 as? BackupError)?.status == .corrupt }
   }
 
+  /// Without its hash check (bytes the whole file's SHA-256 already proved: verify --deep after
+  /// PayloadChainCheck) a reader decodes only the part's range and still checks its size.
+  @Test func readerWithoutTheHashCheckDecodesAndSizes() throws {
+    let (file, result, raws) = try write([1000, 200_000, 300], .zstd)
+    for i in result.parts.indices {
+      let part = result.parts[i]
+      file.reads.removeAll()
+      let r = try PartReader(
+        input: file, part: part, chain: chain(result), algorithm: .zstd, label: "p\(i)", checksHash: false)
+      var out = [UInt8]()
+      var buf = [UInt8](repeating: 0, count: 4096)
+      while case let n = try buf.withUnsafeMutableBytes({ try r.read(into: $0) }), n > 0 { out += buf[0..<n] }
+      #expect(out == raws[i])
+      // the part's own bytes only: no checkpoint edges
+      #expect(file.reads.reduce(0) { $0 + $1.1 } == Int(part.storedLength))
+    }
+    // a part that decodes to another size than recorded is still refused
+    var short = result.parts[1]
+    short.rawSize -= 1
+    #expect {
+      try PartReader(
+        input: file, part: short, chain: chain(result), algorithm: .zstd, label: "p", checksHash: false
+      )
+      .drain()
+    } throws: { ($0 as? BackupError)?.message.contains("decodes to more bytes") == true }
+  }
+
   /// Version 3 manifests carry each part's SHA-256 of its stored bytes; a reader still checks it.
   @Test func version3PartsAreCheckedAgainstTheirOwnHash() throws {
     let (file, result, _) = try write([10, 30_000], .zstd)

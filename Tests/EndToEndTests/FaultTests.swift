@@ -60,6 +60,11 @@ import Testing
       let deep = try cli.run(["backup", "verify", id, "--deep"])
       #expect(deep.status == 8, "\(format): \(deep.stdout)")
       #expect(deep.stdout.contains("FAIL"))
+      // the file checked stretch by stretch names the damaged range (on a CPU without the
+      // multi-lane kernels the parts' checks find it instead)
+      #expect(
+        deep.stdout.contains("fails its SHA-256 check: bytes ") || deep.stdout.contains("not confirmed"),
+        "\(deep.stdout)")
 
       let target = cli.work.file("target-\(format).db")
       let restore = try cli.run(["backup", "restore", id, "-d", target])

@@ -1,8 +1,8 @@
 import BackupModel
 import CPGCopyBinary
 
-/// A table's rows sent to the server in COPY's binary format (docs/ARCHITECTURE.md, "Binary COPY
-/// on restore"): the server parses binary rows with about a quarter less CPU than text, and a
+/// A table's rows sent to the server in COPY's binary format (docs/ARCHITECTURE.md, "Data flow
+/// of `backup restore`"): the server parses binary rows with about a quarter less CPU than text, and a
 /// restore is bound by the server. Only tables whose every listed column is bool, int2, int4,
 /// int8, text, varchar or bpchar are sent so, and only lines in exactly the server's own output
 /// form are converted (CPGCopyBinary); from the first line that is not, the session ends the

@@ -1,10 +1,11 @@
 // COPY's text format to its binary format, for the rows a PostgreSQL restore sends
-// (docs/ARCHITECTURE.md, "Binary COPY on restore"). The server parses binary rows with less work
-// than text (no line and field scanning, no escapes, no integer parsing: about a quarter less CPU
-// per row of pgbench_accounts), and restores are bound by the server's CPU. libpq sends COPY data
-// as given and has no converter, so this is ours. It converts only what it can convert exactly:
-// the server's own text output of bool, int2, int4, int8, text, varchar and bpchar, and stops at
-// the first line in any other form, which the caller then sends in the text format.
+// (docs/ARCHITECTURE.md, "Data flow of `backup restore`"). The server parses binary rows with
+// less work than text (no line and field scanning, no escapes, no integer parsing: about a
+// quarter less CPU per row of pgbench_accounts), and restores are bound by the server's CPU.
+// libpq sends COPY data as given and has no converter, so this is ours. It converts only what it
+// can convert exactly: the server's own text output of bool, int2, int4, int8, text, varchar and
+// bpchar, and stops at the first line in any other form, which the caller then sends in the text
+// format.
 #ifndef AI_SHELL_PG_COPY_BINARY_H
 #define AI_SHELL_PG_COPY_BINARY_H
 #include <stddef.h>
