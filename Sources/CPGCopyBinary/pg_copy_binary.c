@@ -17,11 +17,6 @@ static inline void put32(uint8_t *o, uint32_t v) {
   o[3] = (uint8_t)v;
 }
 
-static inline void put64(uint8_t *o, uint64_t v) {
-  put32(o, (uint32_t)(v >> 32));
-  put32(o + 4, (uint32_t)v);
-}
-
 size_t ai_shell_pg_binary_room(size_t length, int ncols) {
   // a field of n text bytes (with its delimiter: n + 1) becomes at most 4 + max(n, 8) bytes, so
   // a line of `length` bytes at most 2 + length + 11 * ncols; `length` bounds every line in it
@@ -117,23 +112,21 @@ static const uint8_t *convert_line(const uint8_t *p, const uint8_t *end, const u
         fe = f + 1;
         break;
       case AI_SHELL_PG_INT2:
-        if (!parse_int(f, end, 1ull << 15, &v, &fe)) return NULL;
-        put32(o, 2);
-        put16(o + 4, (uint16_t)v);
-        o += 6;
-        break;
       case AI_SHELL_PG_INT4:
-        if (!parse_int(f, end, 1ull << 31, &v, &fe)) return NULL;
-        put32(o, 4);
-        put32(o + 4, (uint32_t)v);
-        o += 8;
+      case AI_SHELL_PG_INT8: {
+        // 2, 4 or 8 bytes, big-endian, within that width's signed range
+        int width = 1 << (kinds[c] - AI_SHELL_PG_INT2 + 1);
+        if (!parse_int(f, end, 1ull << (8 * width - 1), &v, &fe)) return NULL;
+        put32(o, (uint32_t)width);
+        if (width == 2) {
+          put16(o + 4, (uint16_t)v);
+        } else {
+          if (width == 8) put32(o + 4, (uint32_t)(v >> 32));
+          put32(o + width, (uint32_t)v);
+        }
+        o += 4 + width;
         break;
-      case AI_SHELL_PG_INT8:
-        if (!parse_int(f, end, 1ull << 63, &v, &fe)) return NULL;
-        put32(o, 8);
-        put64(o + 4, v);
-        o += 12;
-        break;
+      }
       case AI_SHELL_PG_TEXT: {
         long m = unescape(f, end, o + 4, &fe);
         if (m < 0) return NULL;

@@ -14,7 +14,7 @@
 /// A column's conversion: its type's binary send format.
 enum {
   AI_SHELL_PG_BOOL = 1,
-  AI_SHELL_PG_INT2 = 2,
+  AI_SHELL_PG_INT2 = 2,  // the integers consecutive: the converter derives the width from them
   AI_SHELL_PG_INT4 = 3,
   AI_SHELL_PG_INT8 = 4,
   AI_SHELL_PG_TEXT = 5,  // text, varchar, bpchar: the bytes after unescaping
