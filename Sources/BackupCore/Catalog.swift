@@ -35,14 +35,12 @@ public struct Catalog: Sendable {
   public func entries(problems: ((String) -> Void)? = nil) throws -> [CatalogEntry] {
     let names = try store.list()
     var byID: [String: CatalogEntry] = [:]
-    for name in names where name.hasSuffix(".manifest.json") && !name.hasPrefix(".") {
-      let id = String(name.dropLast(".manifest.json".count))
-      guard BackupID.isValid(id) else { continue }
+    for id in Self.manifestIDs(names) {
       do {
         let m = try loadManifest(id)
         byID[id] = CatalogEntry(id: id, status: .complete, manifest: m, fileName: m.file.name)
       } catch {
-        problems?("\(name): \(error)")
+        problems?("\(Self.manifestName(id)): \(error)")
         byID[id] = CatalogEntry(id: id, status: .damaged, manifest: nil, fileName: nil)
       }
     }
@@ -53,10 +51,36 @@ public struct Catalog: Sendable {
         if known.status == .damaged && known.fileName == nil { byID[id]?.fileName = name }
         continue
       }
-      let status: CatalogEntry.Status = store.isLocked(name) ? .inProgress : .incomplete
-      byID[id] = CatalogEntry(id: id, status: status, manifest: nil, fileName: name)
+      byID[id] = unfinished(id: id, fileName: name)
     }
     return byID.values.sorted { $0.id < $1.id }
+  }
+
+  /// The data files that have no manifest file (incomplete or in progress, as `entries` lists
+  /// them), without reading any manifest: what a create's clean-up looks at, in time that does
+  /// not grow with the number or size of the complete backups' manifests.
+  public func unfinishedEntries() throws -> [CatalogEntry] {
+    let names = try store.list()
+    let complete = Set(Self.manifestIDs(names))
+    return names.compactMap { name -> CatalogEntry? in
+      guard name.hasPrefix("backup-"), !name.hasSuffix(".manifest.json") else { return nil }
+      let id = String(name.prefix { $0 != "." })
+      guard BackupID.isValid(id), !complete.contains(id) else { return nil }
+      return unfinished(id: id, fileName: name)
+    }.sorted { $0.id < $1.id }
+  }
+
+  private static func manifestIDs(_ names: [String]) -> [String] {
+    names.compactMap { name in
+      guard name.hasSuffix(".manifest.json"), !name.hasPrefix(".") else { return nil }
+      let id = String(name.dropLast(".manifest.json".count))
+      return BackupID.isValid(id) ? id : nil
+    }
+  }
+
+  private func unfinished(id: String, fileName: String) -> CatalogEntry {
+    CatalogEntry(
+      id: id, status: store.isLocked(fileName) ? .inProgress : .incomplete, manifest: nil, fileName: fileName)
   }
 
   public func loadManifest(_ id: String) throws -> Manifest {

@@ -55,7 +55,7 @@ extension BackupService {
       if !dryRun { try action() }
       report.removed.append(item)
     }
-    for e in try catalog.entries() where e.status == .incomplete || e.status == .inProgress {
+    for e in try catalog.unfinishedEntries() {
       guard let file = e.fileName else { continue }
       let item = CleanupItem(
         kind: .unfinishedBackup, location: try store.path(of: file),

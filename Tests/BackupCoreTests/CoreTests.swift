@@ -100,6 +100,10 @@ import Testing
     #expect(status["backup-20260101T000000Z-dead"] == .incomplete)
     #expect(status["backup-20260101T000000Z-bad0"] == .damaged)
     #expect(status["backup-20260101T000000Z-live"] == .inProgress)
+    // what a create's clean-up reads: the same unfinished files, without parsing any manifest
+    #expect(
+      try catalog.unfinishedEntries().map { "\($0.id) \($0.status.rawValue)" }
+        == ["backup-20260101T000000Z-dead incomplete", "backup-20260101T000000Z-live in-progress"])
     // temp files of manifest writes: a dead writer's go, a live one's (ours) stays
     let deadTemp = ".backup-20260101T000000Z-bad0.manifest.json.tmp-999999999"
     let liveTemp = ".backup-20260101T000000Z-bad0.manifest.json.tmp-\(getpid())"

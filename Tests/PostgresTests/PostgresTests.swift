@@ -443,6 +443,31 @@ func shape(_ db: ScratchDB) throws -> String {
     }
   }
 
+  /// A backup's probe and its dump share one connection (one authentication fewer).
+  @Test func theDumpTakesOverTheProbesConnection() throws {
+    guard let url = serverURL() else { return }
+    let source = try PGServer(url).freshDatabase("probe")
+    let engine = source.engine
+    _ = try engine.probe()
+    let kept = try #require(engine.probed.take())
+    engine.probed.put(kept)
+    #expect(try engine.connect() === kept)
+    #expect(engine.probed.take() == nil)
+    #expect(try engine.connect() !== kept)
+    // one left inside a transaction is not taken over, nor one the server has closed
+    _ = try kept.query("BEGIN")
+    engine.probed.put(kept)
+    #expect(try engine.connect() !== kept)
+    _ = try engine.probe()
+    let closed = try #require(engine.probed.take())
+    let pid = try #require(try closed.query("SELECT pg_backend_pid()").first?.first ?? nil)
+    _ = try engine.connect().query("SELECT pg_terminate_backend(\(pid), 10000)")
+    engine.probed.put(closed)
+    let fresh = try engine.connect()
+    #expect(fresh !== closed)
+    #expect(try fresh.query("SELECT 1").first?.first == "1")
+  }
+
   @Test func connectionErrorsAreClearAndSecretFree() throws {
     guard let url = serverURL() else { return }
     let server = PGServer(url)

@@ -1,4 +1,5 @@
 import BackupModel
+import CLibPQ
 import Crypto
 import Foundation
 
@@ -53,8 +54,15 @@ struct PGDumpPlan {
 }
 
 extension PostgresEngine {
+  /// A connection to the engine's database: the probe's, when it left one idle and it still
+  /// answers (the server may have closed it meanwhile, e.g. idle_session_timeout).
   func connect() throws -> PGConnection {
-    try PGConnection(try ConnInfo(url))
+    if let c = probed.take(), PQstatus(c.conn) == CONNECTION_OK, PQtransactionStatus(c.conn) == PQTRANS_IDLE,
+      (try? c.query("SELECT 1")) != nil
+    {
+      return c
+    }
+    return try PGConnection(try ConnInfo(url))
   }
 
   /// Chooses the tables (`--tables` takes exact "schema.table" names; a bare name means
@@ -96,7 +104,9 @@ extension PostgresEngine {
     let sizeBytes =
       (try db.query("SELECT pg_catalog.pg_database_size(current_database())").first?.first ?? nil)
       .flatMap { Int64($0) }
-    let pgDump = try PGDumpTool.find(serverVersionNumber: db.serverVersionNumber)
+    // pg_dump is found and version-checked (it runs `pg_dump --version`) while we read the catalog
+    let serverVersionNumber = db.serverVersionNumber
+    let findPGDump = PGBackground { try PGDumpTool.find(serverVersionNumber: serverVersionNumber) }
     let plan = try plan(db, wanted: options.tables)
     try checkPrivileges(db, plan)
     // hold ACCESS SHARE on every dumped table for the whole dump: no DROP/ALTER can slip in
@@ -104,26 +114,13 @@ extension PostgresEngine {
     try lockTables(db, plan.tables)
     // every other session that locks the tables does so now, before the data: a DROP issued
     // while the rows are copied then waits for the backup (behind its locks) instead of making
-    // a later lock of ours queue behind the DROP (docs/ARCHITECTURE.md, "PostgreSQL locks are all taken before the data")
-    // (big tables split into page ranges, so one big table is read in parallel too)
-    let layout = PGPartLayout(format: options.format, mtime: Int64(options.createdAt.timeIntervalSince1970))
-    // each table's columns, read once (a split table's ranges share them)
-    let shapes = try plan.dataTables.map { try db.dumpColumns(oid: $0.oid, format: options.format) }
-    let units =
-      options.jobs > 1
-      ? PGDumpUnit.plan(
-        tables: plan.dataTables.count, pages: try splittablePages(db, plan.dataTables, shapes, layout))
-      : []
-    let workers =
-      units.count > 1
-      ? try (0..<min(options.jobs, units.count)).map { _ in
-        try openWorker(snapshot: snapshot, lockMillis: lockMillis, tables: plan.dataTables)
-      } : []
-    let map = try db.objectTableMap()
-    let encoding = db.serverEncoding
+    // a later lock of ours queue behind the DROP (docs/ARCHITECTURE.md, "PostgreSQL locks are all
+    // taken before the data"). pg_dump's pre-data and post-data sections (two processes at once,
+    // in the snapshot) run while this connection reads the columns and the workers connect.
+    let pgDump = try findPGDump.result()
     let dumpArgs: [String] = {
       var a = [
-        "--snapshot=\(snapshot)", "--encoding=\(encoding)", "--no-password",
+        "--snapshot=\(snapshot)", "--encoding=\(db.serverEncoding)", "--no-password",
         "--lock-wait-timeout=\(lockMillis)",
       ]
       if plan.selective {
@@ -132,15 +129,34 @@ extension PostgresEngine {
       return a
     }()
     let child = PGDumpTool.ChildConnection(db)
+    let endpoint = db.endpoint
+    let preData = PGBackground {
+      try pgDump.run(dumpArgs + ["--section=pre-data"], connection: child, endpoint: endpoint)
+    }
+    let postData = PGBackground {
+      try pgDump.run(dumpArgs + ["--section=post-data"], connection: child, endpoint: endpoint)
+    }
+    let layout = PGPartLayout(format: options.format, mtime: Int64(options.createdAt.timeIntervalSince1970))
+    // each table's columns, read once (a split table's ranges share them)
+    let shapes = try plan.dataTables.map { try db.dumpColumns(oid: $0.oid, format: options.format) }
+    let units =
+      options.jobs > 1
+      ? PGDumpUnit.plan(
+        tables: plan.dataTables.count, pages: try splittablePages(db, plan.dataTables, shapes, layout))
+      : []
+    // the --jobs workers (big tables split into page ranges, so one big table is read in
+    // parallel too) connect at once, while this connection reads the rest of the catalog
+    let engine = self
+    let dataTables = plan.dataTables
+    let opening = (0..<(units.count > 1 ? min(options.jobs, units.count) : 0)).map { _ in
+      PGBackground { try engine.openWorker(snapshot: snapshot, lockMillis: lockMillis, tables: dataTables) }
+    }
+    let map = try db.objectTableMap()
+    let workers = try opening.map { try $0.result() }
+    let pre = try preData.result()
+    let post = try postData.result()
     var objects: [SchemaObject] = []
     let out = OutputBuffer(sink: sink)
-
-    // pg_dump's pre-data and post-data sections, both read before the data (see above), at once
-    let postData = PGBackground {
-      try pgDump.run(dumpArgs + ["--section=post-data"], connection: child, endpoint: db.endpoint)
-    }
-    let pre = try pgDump.run(dumpArgs + ["--section=pre-data"], connection: child, endpoint: db.endpoint)
-    let post = try postData.result()
 
     // schema: the pre-data section, with our object markers
     var schema = Array(

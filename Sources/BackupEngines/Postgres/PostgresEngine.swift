@@ -6,6 +6,9 @@ import Foundation
 /// is handed to pg_dump only through its environment, and never appears in messages.
 public struct PostgresEngine: BackupEngine {
   public let url: String
+  /// The probe's connection, kept for the dump that follows it (one connection and one
+  /// authentication fewer per backup; `connect()` takes it).
+  let probed = PGIdleConnection()
 
   public init(url: String) {
     self.url = url
@@ -34,6 +37,7 @@ public struct PostgresEngine: BackupEngine {
     let size = (try db.query("SELECT pg_catalog.pg_database_size(current_database())").first?.first ?? nil)
       .flatMap { Int64($0) }
     let tables = try db.userTables().map(\.name)
+    probed.put(db)
     return DatabaseProbe(engine: .postgres, serverVersion: version, sizeBytes: size, tables: tables)
   }
 
@@ -56,5 +60,19 @@ public struct PostgresEngine: BackupEngine {
   /// Drops this engine's database (used for `verify --test` scratch databases).
   public func dropDatabase() throws {
     try dropDatabase(try ConnInfo(url).databaseName)
+  }
+}
+
+/// At most one idle connection, handed from one use to the next of the same engine.
+final class PGIdleConnection: @unchecked Sendable {
+  private let lock = NSLock()
+  private var connection: PGConnection?
+
+  func put(_ c: PGConnection) { lock.withLock { connection = c } }
+  func take() -> PGConnection? {
+    lock.withLock {
+      defer { connection = nil }
+      return connection
+    }
   }
 }
