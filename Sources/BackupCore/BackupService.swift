@@ -185,7 +185,8 @@ public final class BackupService {
   public func manifest(for idOrPrefix: String) throws -> Manifest {
     do {
       let entry = try catalog.resolve(idOrPrefix)
-      return try catalog.loadManifest(entry.id)
+      // a damaged one has none: loading it again throws what is wrong with it
+      return try entry.manifest ?? catalog.loadManifest(entry.id)
     } catch let e as BackupError where e.status == .notFound && cloud != nil {
       return try cloudManifest(for: idOrPrefix)
     }

@@ -31,56 +31,58 @@ public struct Catalog: Sendable {
   public static func manifestName(_ id: String) -> String { "\(id).manifest.json" }
 
   /// Reads every entry. A manifest that does not parse or validate is reported through
-  /// `problems` and its backup is listed as incomplete, never as complete.
+  /// `problems` and its backup is listed as damaged, never as complete.
   public func entries(problems: ((String) -> Void)? = nil) throws -> [CatalogEntry] {
-    let names = try store.list()
-    var byID: [String: CatalogEntry] = [:]
-    for id in Self.manifestIDs(names) {
-      do {
-        let m = try loadManifest(id)
-        byID[id] = CatalogEntry(id: id, status: .complete, manifest: m, fileName: m.file.name)
-      } catch {
-        problems?("\(Self.manifestName(id)): \(error)")
-        byID[id] = CatalogEntry(id: id, status: .damaged, manifest: nil, fileName: nil)
-      }
-    }
-    for name in names where name.hasPrefix("backup-") && !name.hasSuffix(".manifest.json") {
-      let id = String(name.prefix { $0 != "." })
-      guard BackupID.isValid(id) else { continue }
-      if let known = byID[id] {
-        if known.status == .damaged && known.fileName == nil { byID[id]?.fileName = name }
-        continue
-      }
-      byID[id] = unfinished(id: id, fileName: name)
-    }
-    return byID.values.sorted { $0.id < $1.id }
+    let listing = Listing(try store.list())
+    return listing.ids.sorted().map { entry($0, in: listing, problems: problems) }
   }
 
   /// The data files that have no manifest file (incomplete or in progress, as `entries` lists
   /// them), without reading any manifest: what a create's clean-up looks at, in time that does
   /// not grow with the number or size of the complete backups' manifests.
   public func unfinishedEntries() throws -> [CatalogEntry] {
-    let names = try store.list()
-    let complete = Set(Self.manifestIDs(names))
-    return names.compactMap { name -> CatalogEntry? in
-      guard name.hasPrefix("backup-"), !name.hasSuffix(".manifest.json") else { return nil }
-      let id = String(name.prefix { $0 != "." })
-      guard BackupID.isValid(id), !complete.contains(id) else { return nil }
-      return unfinished(id: id, fileName: name)
-    }.sorted { $0.id < $1.id }
-  }
-
-  private static func manifestIDs(_ names: [String]) -> [String] {
-    names.compactMap { name in
-      guard name.hasSuffix(".manifest.json"), !name.hasPrefix(".") else { return nil }
-      let id = String(name.dropLast(".manifest.json".count))
-      return BackupID.isValid(id) ? id : nil
+    let listing = Listing(try store.list())
+    return listing.dataFiles.keys.filter { !listing.manifests.contains($0) }.sorted().map {
+      entry($0, in: listing, problems: nil)
     }
   }
 
-  private func unfinished(id: String, fileName: String) -> CatalogEntry {
-    CatalogEntry(
-      id: id, status: store.isLocked(fileName) ? .inProgress : .incomplete, manifest: nil, fileName: fileName)
+  /// The backups of a directory listing, by id, before any manifest is read.
+  struct Listing {
+    /// Ids that have a manifest file (complete, or damaged when it does not load).
+    var manifests: Set<String> = []
+    /// Each id's data file (the first listed, as `entries` has always taken it).
+    var dataFiles: [String: String] = [:]
+    var ids: Set<String> { manifests.union(dataFiles.keys) }
+
+    init(_ names: [String]) {
+      for name in names where name.hasPrefix("backup-") {
+        if name.hasSuffix(".manifest.json") {
+          let id = String(name.dropLast(".manifest.json".count))
+          if BackupID.isValid(id) { manifests.insert(id) }
+        } else {
+          let id = String(name.prefix { $0 != "." })
+          if BackupID.isValid(id), dataFiles[id] == nil { dataFiles[id] = name }
+        }
+      }
+    }
+  }
+
+  /// One id's entry: its manifest read (complete or damaged), or its data file's lock looked
+  /// at (in progress or incomplete).
+  private func entry(_ id: String, in listing: Listing, problems: ((String) -> Void)?) -> CatalogEntry {
+    if listing.manifests.contains(id) {
+      do {
+        let m = try loadManifest(id)
+        return CatalogEntry(id: id, status: .complete, manifest: m, fileName: m.file.name)
+      } catch {
+        problems?("\(Self.manifestName(id)): \(error)")
+        return CatalogEntry(id: id, status: .damaged, manifest: nil, fileName: listing.dataFiles[id])
+      }
+    }
+    let file = listing.dataFiles[id]!
+    return CatalogEntry(
+      id: id, status: store.isLocked(file) ? .inProgress : .incomplete, manifest: nil, fileName: file)
   }
 
   public func loadManifest(_ id: String) throws -> Manifest {
@@ -107,19 +109,21 @@ public struct Catalog: Sendable {
   }
 
   /// Resolves a full id or a unique prefix. `includeUnfinished` lets `delete` find incomplete ones.
+  /// Only the matching backup's manifest is read (ids come from the file names), so resolving
+  /// one backup does not slow down with the number of backups kept.
   public func resolve(_ idOrPrefix: String, includeUnfinished: Bool = false) throws -> CatalogEntry {
-    let all = try entries().filter { includeUnfinished || $0.status == .complete || $0.status == .damaged }
-    if let exact = all.first(where: { $0.id == idOrPrefix }) { return exact }
-    let matches = all.filter { $0.id.hasPrefix(idOrPrefix) }
+    let listing = Listing(try store.list())
+    let ids = includeUnfinished ? listing.ids : listing.manifests
+    let matches = ids.contains(idOrPrefix) ? [idOrPrefix] : ids.filter { $0.hasPrefix(idOrPrefix) }.sorted()
     switch matches.count {
     case 0:
       throw BackupError(
         .notFound, "no backup matches \"\(idOrPrefix)\" in \(store.directory)",
         hint: "run `ai-shell backup list` to see the ids")
     case 1:
-      return matches[0]
+      return entry(matches[0], in: listing, problems: nil)
     default:
-      let names = matches.prefix(5).map(\.id).joined(separator: ", ")
+      let names = matches.prefix(5).joined(separator: ", ")
       throw BackupError(
         .ambiguous,
         "\"\(idOrPrefix)\" matches \(matches.count) backups: \(names)\(matches.count > 5 ? ", ..." : "")",

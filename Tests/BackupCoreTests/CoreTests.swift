@@ -104,6 +104,16 @@ import Testing
     #expect(
       try catalog.unfinishedEntries().map { "\($0.id) \($0.status.rawValue)" }
         == ["backup-20260101T000000Z-dead incomplete", "backup-20260101T000000Z-live in-progress"])
+    // resolving reads only the match's manifest, and gives what `entries` gives for it
+    let bad = try catalog.resolve("backup-20260101T000000Z-bad")
+    #expect(bad.status == .damaged && bad.fileName == "backup-20260101T000000Z-bad0.sql")
+    #expect { _ = try catalog.resolve("backup-20260101T000000Z-dead") } throws: {
+      ($0 as? BackupError)?.status == .notFound
+    }
+    #expect(try catalog.resolve("backup-20260101T000000Z-de", includeUnfinished: true).status == .incomplete)
+    #expect { _ = try catalog.resolve("backup-20260101T000000Z", includeUnfinished: true) } throws: {
+      ($0 as? BackupError)?.status == .ambiguous
+    }
     // temp files of manifest writes: a dead writer's go, a live one's (ours) stays
     let deadTemp = ".backup-20260101T000000Z-bad0.manifest.json.tmp-999999999"
     let liveTemp = ".backup-20260101T000000Z-bad0.manifest.json.tmp-\(getpid())"
