@@ -40,11 +40,14 @@ export AI_SHELL_BACKUP_DIR=$OUT/backups
 
 # measure KEY LABEL CMD: records wall seconds, CPU seconds (user + system, all processes of the
 # command) and peak RSS (KiB) under KEY. Measured again (another round), KEY keeps every wall
-# time (WALLS), the median (WALL) and the highest peak RSS.
+# time (WALLS), the median (WALL) and the highest peak RSS. With SERVER_PID set (a database
+# server's main process), the server's CPU seconds during the command are printed too: the
+# work a wall time on this shared machine (CPU steal) hides.
 declare -A WALL WALLS CPU RSS
 measure() {
   local key=$1 label=$2; shift 2
   sync
+  local s0=; [ -n "${SERVER_PID:-}" ] && s0=$(server_cpu "$SERVER_PID")
   /usr/bin/time -f '%e %U %S %M' -o "$OUT/time" bash -c "$*" >/dev/null 2>"$OUT/err" || { cat "$OUT/err" >&2; exit 1; }
   local w u s r; read -r w u s r <"$OUT/time"
   WALLS[$key]="${WALLS[$key]:-} $w"
@@ -52,7 +55,19 @@ measure() {
   WALL[$key]=$(median ${WALLS[$key]})
   [ "$r" -gt "${RSS[$key]:-0}" ] && RSS[$key]=$r
   CPU[$key]=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
-  printf '  %-34s %7.2f s  %7.2f s CPU  %7d MiB peak RSS\n' "$label" "$w" "${CPU[$key]}" "$((r / 1024))" >&2
+  local server=
+  if [ -n "$s0" ]; then
+    sleep 0.5  # the server reaps the command's backends
+    server=$(awk -v a="$s0" -v b="$(server_cpu "$SERVER_PID")" 'BEGIN { printf "  %7.2f s server CPU", b - a }')
+  fi
+  printf '  %-34s %7.2f s  %7.2f s CPU  %7d MiB peak RSS%s\n' "$label" "$w" "${CPU[$key]}" "$((r / 1024))" "$server" >&2
+}
+# server_cpu PID: CPU seconds process PID and its children have used so far (its own and its
+# reaped children's from /proc/PID/stat, plus every live child's)
+server_cpu() {
+  { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat"
+    for c in $(pgrep -P "$1"); do awk '{ print $14 + $15 }' "/proc/$c/stat" 2>/dev/null || true; done
+  } | awk -v hz="$(getconf CLK_TCK)" '{ t += $1 } END { printf "%.2f", t / hz }'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -192,6 +207,7 @@ bench_postgres() {
   scripts/pg-test-server.sh start
   CLEANUP+=("scripts/pg-test-server.sh stop")
   export PGPASSWORD=${AI_SHELL_TEST_PG_PASSWORD:-backup-test-pass} PGUSER=backup PGHOST=127.0.0.1 PGPORT=$PG_PORT
+  SERVER_PID=$(head -1 "$AI_SHELL_TEST_DIR/pg/data/postmaster.pid")
   U="postgresql://backup@127.0.0.1:$PG_PORT"
   createdb bench
   echo "pgbench -i -s $SCALE ..." >&2
