@@ -468,6 +468,32 @@ func shape(_ db: ScratchDB) throws -> String {
     #expect(try fresh.query("SELECT 1").first?.first == "1")
   }
 
+  /// A restore's check leaves its connection (to the target, or to the maintenance database
+  /// when the target does not exist yet) to the restore that follows.
+  @Test func theRestoreTakesOverItsChecksConnection() throws {
+    guard let url = serverURL() else { return }
+    let server = PGServer(url)
+    let source = try server.freshDatabase("chk")
+    try source.psql("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2)")
+    let dumped = try pgDump(source.url)
+    let target = server.unusedDatabase("chk")
+    let engine = target.engine
+    let notes = try engine.checkRestore(dumped.request())
+    #expect(notes.contains { $0.contains("would create database") })
+    let admin = try #require(engine.maintenanceIdle.take())
+    engine.maintenanceIdle.put(admin)
+    _ = try engine.restore(dumped.request(), parts: dumped.opener)
+    #expect(engine.maintenanceIdle.take() == nil, "the restore used the check's connection")
+    #expect(try target.psql("SELECT count(*) FROM t") == "2")
+    // the target exists now: the check's connection to it is the restore's
+    _ = try engine.checkRestore(dumped.request(dropExisting: true))
+    let kept = try #require(engine.probed.take())
+    engine.probed.put(kept)
+    _ = try engine.restore(dumped.request(dropExisting: true), parts: dumped.opener)
+    #expect(engine.probed.take() == nil)
+    #expect(try target.psql("SELECT count(*) FROM t") == "2")
+  }
+
   @Test func connectionErrorsAreClearAndSecretFree() throws {
     guard let url = serverURL() else { return }
     let server = PGServer(url)

@@ -1,5 +1,4 @@
 import BackupModel
-import CLibPQ
 import Crypto
 import Foundation
 
@@ -54,14 +53,10 @@ struct PGDumpPlan {
 }
 
 extension PostgresEngine {
-  /// A connection to the engine's database: the probe's, when it left one idle and it still
-  /// answers (the server may have closed it meanwhile, e.g. idle_session_timeout).
+  /// A connection to the engine's database: the one the probe (or the restore check) left
+  /// idle, when it is still usable.
   func connect() throws -> PGConnection {
-    if let c = probed.take(), PQstatus(c.conn) == CONNECTION_OK, PQtransactionStatus(c.conn) == PQTRANS_IDLE,
-      (try? c.query("SELECT 1")) != nil
-    {
-      return c
-    }
+    if let c = probed.take() { return c }
     return try PGConnection(try ConnInfo(url))
   }
 

@@ -58,13 +58,15 @@ extension PostgresEngine {
     let info = try ConnInfo(url)
     let tables = try request.restoredTables()
     var notes: [String] = []
+    // the connections are left to the restore that follows (`connect()`, `maintenanceIdle`)
     do {
-      let db = try PGConnection(info)
+      let db = try connect()
       let c = try conflicts(db, request)
       if !c.isEmpty && !request.dropExisting { throw refuse(c, endpoint: db.endpoint) }
       for x in c { notes.append("would drop \(x.kind) \"\(x.name)\"") }
+      probed.put(db)
     } catch let e as BackupError where e.status == .notFound {
-      _ = try PGConnection(try ConnInfo(url).maintenance())
+      maintenanceIdle.put(try PGConnection(try ConnInfo(url).maintenance()))
       notes.append("would create database \"\(info.databaseName)\"")
     }
     notes.append("would restore \(tables.count) table\(tables.count == 1 ? "" : "s")")
@@ -83,9 +85,9 @@ extension PostgresEngine {
     var created = false
     let db: PGConnection
     do {
-      db = try PGConnection(info)
+      db = try connect()
     } catch let e as BackupError where e.status == .notFound {
-      let admin = try PGConnection(try info.maintenance())
+      let admin = try maintenanceIdle.take() ?? PGConnection(try info.maintenance())
       try admin.query("CREATE DATABASE \(quoteIdent(info.databaseName)) TEMPLATE template0")
       created = true
       db = try PGConnection(info)

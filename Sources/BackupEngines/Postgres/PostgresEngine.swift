@@ -1,4 +1,5 @@
 import BackupModel
+import CLibPQ
 import Foundation
 
 /// The PostgreSQL engine over libpq (and pg_dump for the schema). `url` is a libpq connection
@@ -6,9 +7,12 @@ import Foundation
 /// is handed to pg_dump only through its environment, and never appears in messages.
 public struct PostgresEngine: BackupEngine {
   public let url: String
-  /// The probe's connection, kept for the dump that follows it (one connection and one
-  /// authentication fewer per backup; `connect()` takes it).
+  /// The probe's connection (or the restore check's), kept for the dump (or the restore) that
+  /// follows it: one connection and one authentication fewer; `connect()` takes it.
   let probed = PGIdleConnection()
+  /// The restore check's connection to the maintenance database, kept for the restore that
+  /// creates the target database.
+  let maintenanceIdle = PGIdleConnection()
 
   public init(url: String) {
     self.url = url
@@ -69,10 +73,17 @@ final class PGIdleConnection: @unchecked Sendable {
   private var connection: PGConnection?
 
   func put(_ c: PGConnection) { lock.withLock { connection = c } }
+
+  /// The kept connection, when it is outside a transaction and still answers (the server may
+  /// have closed it meanwhile, e.g. idle_session_timeout); nil otherwise.
   func take() -> PGConnection? {
-    lock.withLock {
+    let kept: PGConnection? = lock.withLock {
       defer { connection = nil }
       return connection
     }
+    guard let c = kept, PQstatus(c.conn) == CONNECTION_OK, PQtransactionStatus(c.conn) == PQTRANS_IDLE,
+      (try? c.query("SELECT 1")) != nil
+    else { return nil }
+    return c
   }
 }
