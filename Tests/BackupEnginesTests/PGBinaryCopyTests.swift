@@ -13,6 +13,7 @@ import Testing
   static let int4 = UInt8(AI_SHELL_PG_INT4)
   static let int8 = UInt8(AI_SHELL_PG_INT8)
   static let text = UInt8(AI_SHELL_PG_TEXT)
+  static let bpchar = UInt8(AI_SHELL_PG_BPCHAR)
 
   /// Converts `text`; returns the bytes converted and the tuples.
   func convert(_ text: String, _ kinds: [UInt8]) -> (Int, [UInt8]) {
@@ -63,6 +64,26 @@ import Testing
     want += [0, 3] + field([0]) + null + field([])
     want += [0, 3] + null + field(Array("\\N".utf8)) + field(Array("  ".utf8))
     #expect(out == want)
+  }
+
+  /// char(n) values go without their trailing spaces (the server pads them back to n); leading
+  /// and inner spaces, escaped characters and every other column are kept as they are.
+  @Test func charValuesLoseOnlyTheirTrailingSpaces() {
+    let kinds = [Self.bpchar, Self.text, Self.bpchar]
+    let pad84 = String(repeating: " ", count: 84)
+    let rows =
+      "\(pad84)\t\(pad84)\t\n a b  \tx  \t\\t  \n"
+      + "ünï 😀\(String(repeating: " ", count: 17))\t\\N\tabcdefghijklmnop\n\\N\t \t\\\\        \n"
+    let (used, out) = convert(rows, kinds)
+    #expect(used == rows.utf8.count)
+    var want: [UInt8] = [0, 3] + field([]) + field(Array(pad84.utf8)) + field([])
+    want += [0, 3] + field(Array(" a b".utf8)) + field(Array("x  ".utf8)) + field([0x09])
+    want += [0, 3] + field(Array("ünï 😀".utf8)) + null + field(Array("abcdefghijklmnop".utf8))
+    want += [0, 3] + null + field([0x20]) + field([0x5C])
+    #expect(out == want)
+    #expect(PGBinaryCopy.kind(typeOID: 1042, typmod: 88) == Self.bpchar)  // char(84)
+    #expect(PGBinaryCopy.kind(typeOID: 1042, typmod: -1) == Self.text, "bpchar without a length keeps them")
+    #expect(PGBinaryCopy.kind(typeOID: 1043, typmod: 10) == Self.text, "varchar keeps them")
   }
 
   @Test func linesItDoesNotConvertStopIt() {

@@ -27,14 +27,17 @@ final class PGBinaryCopy {
 
   deinit { out.deallocate() }
 
-  /// The conversion of a column of the built-in type `oid`, or nil for a type without one.
-  static func kind(typeOID oid: Int) -> UInt8? {
+  /// The conversion of a column of the built-in type `oid` with modifier `typmod`
+  /// (pg_attribute.atttypmod), or nil for a type without one. A char(n) value (bpchar with a
+  /// length) goes without its trailing spaces: the server pads it back to n characters itself.
+  static func kind(typeOID oid: Int, typmod: Int = -1) -> UInt8? {
     switch oid {
     case 16: UInt8(AI_SHELL_PG_BOOL)
     case 21: UInt8(AI_SHELL_PG_INT2)
     case 23: UInt8(AI_SHELL_PG_INT4)
     case 20: UInt8(AI_SHELL_PG_INT8)
-    case 25, 1042, 1043: UInt8(AI_SHELL_PG_TEXT)  // text, bpchar, varchar
+    case 1042 where typmod > 4: UInt8(AI_SHELL_PG_BPCHAR)  // typmod: n + VARHDRSZ
+    case 25, 1042, 1043: UInt8(AI_SHELL_PG_TEXT)  // text, bpchar without a length, varchar
     default: nil
     }
   }
@@ -168,19 +171,23 @@ extension PGRestoreSession {
     guard db.serverVersionNumber >= 90600, let parsed = PGBinaryCopy.parse(copyLine: copyLine) else {
       return nil
     }
-    var types: [String: Int] = [:]
+    var types: [String: (oid: Int, typmod: Int)] = [:]
     // to_regclass: a missing table is no rows here (and the text COPY's own error later)
     for row in try db.query(
       """
-      SELECT a.attname, a.atttypid::int8 FROM pg_catalog.pg_attribute a
+      SELECT a.attname, a.atttypid::int8, a.atttypmod FROM pg_catalog.pg_attribute a
       WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
       """, [parsed.target])
     {
-      if let name = row[0], let oid = row[1].flatMap({ Int($0) }) { types[name] = oid }
+      if let name = row[0], let oid = row[1].flatMap({ Int($0) }), let typmod = row[2].flatMap({ Int($0) }) {
+        types[name] = (oid, typmod)
+      }
     }
     var kinds: [UInt8] = []
     for column in parsed.columns {
-      guard let oid = types[column], let kind = PGBinaryCopy.kind(typeOID: oid) else { return nil }
+      guard let t = types[column], let kind = PGBinaryCopy.kind(typeOID: t.oid, typmod: t.typmod) else {
+        return nil
+      }
       kinds.append(kind)
     }
     return PGBinaryCopy(

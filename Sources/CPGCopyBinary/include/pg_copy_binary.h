@@ -17,7 +17,8 @@ enum {
   AI_SHELL_PG_INT2 = 2,  // the integers consecutive: the converter derives the width from them
   AI_SHELL_PG_INT4 = 3,
   AI_SHELL_PG_INT8 = 4,
-  AI_SHELL_PG_TEXT = 5,  // text, varchar, bpchar: the bytes after unescaping
+  AI_SHELL_PG_TEXT = 5,  // text, varchar, unbounded bpchar: the bytes after unescaping
+  AI_SHELL_PG_BPCHAR = 6,  // char(n): the bytes after unescaping, without their trailing spaces
 };
 
 /// What `ai_shell_pg_copy_binary` stopped at.
