@@ -127,7 +127,8 @@ public final class BackupService {
         id: id, name: options.name, createdAt: started, durationSeconds: Date().timeIntervalSince(started),
         database: .init(
           engine: locator.engineKind, location: locator.location, serverVersion: dumped.serverVersion,
-          sizeBytes: dumped.sizeBytes, replicationPosition: dumped.replicationPosition),
+          sizeBytes: dumped.sizeBytes, replicationPosition: dumped.replicationPosition,
+          creation: dumped.creation),
         format: options.format,
         compression: .init(
           algorithm: options.compression, level: writer.level, memberSizeBytes: writer.memberSize),
@@ -538,12 +539,13 @@ public final class BackupService {
     for (i, p) in m.parts.enumerated() where p.kind != .table || tables == nil || tables!.contains(p.table!) {
       indices.append(i)
     }
-    let request = RestoreRequest(
+    var request = RestoreRequest(
       format: m.format,
       parts: indices.map {
         RestorePart(kind: m.parts[$0].kind, table: m.parts[$0].table, rawSize: m.parts[$0].rawSize)
       },
       objects: m.objects, tables: tables, dropExisting: dropExisting, continueOnError: continueOnError)
+    request.creation = m.database.creation
     return (request, indices)
   }
 

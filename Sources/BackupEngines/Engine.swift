@@ -51,16 +51,20 @@ public struct DumpResult: Sendable {
   public var objects: [SchemaObject]
   /// The binary log position of the snapshot (MySQL/MariaDB), recorded in the manifest.
   public var replicationPosition: Manifest.ReplicationPosition?
+  /// The source database's encoding and locale (PostgreSQL), recorded in the manifest.
+  public var creation: Manifest.DatabaseCreation?
   /// Things the user should be told (logged as warnings by the caller).
   public var warnings: [String]
   public init(
     serverVersion: String, sizeBytes: Int64?, objects: [SchemaObject],
-    replicationPosition: Manifest.ReplicationPosition? = nil, warnings: [String] = []
+    replicationPosition: Manifest.ReplicationPosition? = nil, creation: Manifest.DatabaseCreation? = nil,
+    warnings: [String] = []
   ) {
     self.serverVersion = serverVersion
     self.sizeBytes = sizeBytes
     self.objects = objects
     self.replicationPosition = replicationPosition
+    self.creation = creation
     self.warnings = warnings
   }
 }
@@ -97,6 +101,9 @@ public struct RestoreRequest: Sendable {
   /// With `jobs` > 1, a table part of at least this many decoded bytes is loaded over several
   /// connections at once where the engine can (PostgreSQL, sql format).
   public var splitTableBytes: Int64 = 64 << 20
+  /// The source database's encoding and locale (PostgreSQL): a restore that creates its target
+  /// creates it so, where the target server has them.
+  public var creation: Manifest.DatabaseCreation?
 
   public init(
     format: DumpFormat, parts: [RestorePart], objects: [SchemaObject], tables: Set<String>?,

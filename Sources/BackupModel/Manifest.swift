@@ -84,15 +84,40 @@ public struct Manifest: Codable, Sendable, Equatable {
     /// MySQL/MariaDB: the binary log position of the backup's snapshot (absent for other engines
     /// and when binary logging is off).
     public var replicationPosition: ReplicationPosition?
+    /// PostgreSQL: the source database's encoding and locale, which a restore that creates its
+    /// target gives it (absent for other engines and in older backups).
+    public var creation: DatabaseCreation?
     public init(
       engine: EngineKind, location: String, serverVersion: String, sizeBytes: Int64?,
-      replicationPosition: ReplicationPosition? = nil
+      replicationPosition: ReplicationPosition? = nil, creation: DatabaseCreation? = nil
     ) {
       self.engine = engine
       self.location = location
       self.serverVersion = serverVersion
       self.sizeBytes = sizeBytes
       self.replicationPosition = replicationPosition
+      self.creation = creation
+    }
+  }
+
+  /// How a PostgreSQL database was created (pg_database), as `CREATE DATABASE` takes it.
+  public struct DatabaseCreation: Codable, Sendable, Equatable {
+    public var encoding: String
+    public var lcCollate: String
+    public var lcCtype: String
+    /// `libc`, `icu` or `builtin` (PostgreSQL 15 and newer; absent before, meaning libc).
+    public var localeProvider: String?
+    /// The ICU or builtin provider's locale (absent for libc).
+    public var providerLocale: String?
+    public init(
+      encoding: String, lcCollate: String, lcCtype: String, localeProvider: String? = nil,
+      providerLocale: String? = nil
+    ) {
+      self.encoding = encoding
+      self.lcCollate = lcCollate
+      self.lcCtype = lcCtype
+      self.localeProvider = localeProvider
+      self.providerLocale = providerLocale
     }
   }
 

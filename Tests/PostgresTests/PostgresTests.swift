@@ -495,6 +495,72 @@ func shape(_ db: ScratchDB) throws -> String {
     #expect(try target.psql("SELECT count(*) FROM t") == "2")
   }
 
+  /// A restore that creates its target gives it the source's encoding and locale (recorded in
+  /// the manifest, as pg_restore -C would); where the server refuses them, its own defaults, and
+  /// the notes say which.
+  @Test func aCreatedTargetHasTheSourcesEncodingAndLocale() throws {
+    guard let url = serverURL() else { return }
+    let server = PGServer(url)
+    let source = server.unusedDatabase("latin")
+    try server.psql(
+      "postgres",
+      "CREATE DATABASE \(source.name) ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    // psql without a terminal speaks the database's encoding unless told otherwise
+    let utf8 = "SET client_encoding = 'UTF8'; "
+    try source.psql(
+      utf8 + "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'café ñ ü')")
+    let dumped = try pgDump(source.url)
+    let recorded = try #require(dumped.result.creation)
+    #expect(recorded.encoding == "LATIN1" && recorded.lcCollate == "C" && recorded.lcCtype == "C")
+    #expect(recorded.localeProvider == "libc" && recorded.providerLocale == nil)
+    func settings(_ db: String) throws -> String {
+      try server.psql(
+        "postgres",
+        "SELECT pg_encoding_to_char(encoding) || ' ' || datcollate || ' ' || datctype FROM pg_database WHERE datname = '\(db)'"
+      )
+    }
+
+    let target = server.unusedDatabase("latin")
+    let check = try target.engine.checkRestore(dumped.request())
+    #expect(check.contains { $0.contains("would create database") && $0.contains("LATIN1, LC_COLLATE C") })
+    let report = try target.engine.restore(dumped.request(jobs: 2), parts: dumped.opener)
+    #expect(try settings(target.name) == "LATIN1 C C")
+    #expect(report.notes.contains { $0.contains("with the source's encoding and locale (LATIN1") })
+    #expect(try target.psql(utf8 + "SELECT v FROM t") == "café ñ ü")
+
+    // a locale this server lacks: the server's defaults, and the note names what it refused
+    var lacking = dumped.request()
+    lacking.creation?.lcCollate = "xx_XX.UTF-8"
+    let other = server.unusedDatabase("latin")
+    let fallback = try other.engine.restore(lacking, parts: dumped.opener)
+    let defaults = try settings("postgres")
+    #expect(try settings(other.name) == defaults)
+    #expect(
+      fallback.notes.contains {
+        $0.contains("with this server's default encoding and locale, not the source's")
+          && $0.contains("xx_XX.UTF-8")
+      })
+    #expect(try other.psql(utf8 + "SELECT v FROM t") == "café ñ ü")
+    // no recorded settings (a backup made before they were): the server's defaults, as before
+    var older = dumped.request()
+    older.creation = nil
+    let third = server.unusedDatabase("latin")
+    #expect(
+      try third.engine.restore(older, parts: dumped.opener).notes.contains(
+        "created database \"\(third.name)\""))
+    #expect(try settings(third.name) == defaults)
+    // an ICU source on a server without ICU databases (before 15) is created with its defaults
+    let icu = Manifest.DatabaseCreation(
+      encoding: "UTF8", lcCollate: "C", lcCtype: "C", localeProvider: "icu", providerLocale: "und")
+    #expect(PostgresEngine.creationOptions(icu, serverVersion: 140000) == nil)
+    #expect(
+      PostgresEngine.creationOptions(icu, serverVersion: 150000)
+        == " ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' LOCALE_PROVIDER icu ICU_LOCALE 'und'")
+    #expect(
+      PostgresEngine.creationOptions(recorded, serverVersion: 140000)
+        == " ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'")
+  }
+
   @Test func connectionErrorsAreClearAndSecretFree() throws {
     guard let url = serverURL() else { return }
     let server = PGServer(url)
@@ -607,6 +673,17 @@ func shape(_ db: ScratchDB) throws -> String {
     let manifest = try String(contentsOfFile: dir.file("\(summary.id).manifest.json"), encoding: .utf8)
     #expect(!manifest.contains(server.password))
     #expect(manifest.contains("\"engine\" : \"postgres\"") || manifest.contains("\"engine\":\"postgres\""))
+    // the source's encoding and locale, for a restore that creates its target
+    let recorded = try #require(try service.manifest(for: summary.id).database.creation)
+    #expect(
+      try server.psql(
+        "postgres",
+        "SELECT pg_encoding_to_char(encoding) || ' ' || datcollate || ' ' || datctype FROM pg_database WHERE datname = '\(source.name)'"
+      ) == "\(recorded.encoding) \(recorded.lcCollate) \(recorded.lcCtype)")
+    let created = server.unusedDatabase("src")
+    let restored = try service.restore(summary.id, options: .init(target: created.url))
+    #expect(
+      restored.notes.contains { $0.contains("with the source's encoding and locale (\(recorded.encoding)") })
     let report = try service.verify(summary.id, deep: true, test: true)
     #expect(report.ok, "\(report.checks)")
     #expect(

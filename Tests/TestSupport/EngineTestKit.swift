@@ -31,6 +31,7 @@ public struct EngineDump {
       objects: result.objects, tables: tables, dropExisting: dropExisting, continueOnError: continueOnError,
       lockTimeoutSeconds: 5)
     r.jobs = jobs
+    r.creation = result.creation
     return r
   }
 

@@ -26,6 +26,29 @@ extension PGConnection {
       """)
   }
 
+  /// The current database's encoding and locale, as `CREATE DATABASE` takes them (recorded in
+  /// the manifest: a restore that creates its target creates it alike, as `pg_restore -C` does).
+  func databaseCreation() throws -> Manifest.DatabaseCreation? {
+    let provider =
+      switch serverVersionNumber {
+      case 170000...: "d.datlocprovider::text, d.datlocale"
+      case 150000..<170000: "d.datlocprovider::text, d.daticulocale"
+      default: "NULL::text, NULL::text"
+      }
+    guard
+      let row = try query(
+        """
+        SELECT pg_catalog.pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, \(provider)
+        FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()
+        """
+      ).first, let encoding = row[0], let collate = row[1], let ctype = row[2]
+    else { return nil }
+    let name = row[3].flatMap { ["c": "libc", "i": "icu", "b": "builtin"][$0] }
+    return Manifest.DatabaseCreation(
+      encoding: encoding, lcCollate: collate, lcCtype: ctype, localeProvider: name,
+      providerLocale: name == "libc" ? nil : row[4])
+  }
+
   var serverEncoding: String {
     (try? query("SHOW server_encoding").first?.first ?? nil) ?? "UTF8"
   }

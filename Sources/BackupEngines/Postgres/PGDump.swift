@@ -99,6 +99,7 @@ extension PostgresEngine {
     let sizeBytes =
       (try db.query("SELECT pg_catalog.pg_database_size(current_database())").first?.first ?? nil)
       .flatMap { Int64($0) }
+    let creation = try db.databaseCreation()
     // pg_dump is found and version-checked (it runs `pg_dump --version`) while we read the catalog
     let serverVersionNumber = db.serverVersionNumber
     let findPGDump = PGBackground { try PGDumpTool.find(serverVersionNumber: serverVersionNumber) }
@@ -215,7 +216,8 @@ extension PostgresEngine {
     try out.flush()
     try sink.endPart(rows: nil, contentChecksum: nil)
     _ = try? db.query("COMMIT")
-    return DumpResult(serverVersion: serverVersion, sizeBytes: sizeBytes, objects: objects)
+    return DumpResult(
+      serverVersion: serverVersion, sizeBytes: sizeBytes, objects: objects, creation: creation)
   }
 
   /// Refuses, before anything is written, tables and sequences the user may not read, naming

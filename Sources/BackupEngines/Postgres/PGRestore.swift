@@ -67,7 +67,9 @@ extension PostgresEngine {
       probed.put(db)
     } catch let e as BackupError where e.status == .notFound {
       maintenanceIdle.put(try PGConnection(try ConnInfo(url).maintenance()))
-      notes.append("would create database \"\(info.databaseName)\"")
+      notes.append(
+        "would create database \"\(info.databaseName)\""
+          + (request.creation.map { " with the source's encoding and locale (\(Self.describe($0)))" } ?? ""))
     }
     notes.append("would restore \(tables.count) table\(tables.count == 1 ? "" : "s")")
     if request.isParallel {
@@ -82,30 +84,82 @@ extension PostgresEngine {
   func restoreImpl(_ request: RestoreRequest, parts: PartOpener) throws -> RestoreReport {
     let info = try ConnInfo(url)
     _ = try request.restoredTables()
-    var created = false
+    var created: String?
     let db: PGConnection
     do {
       db = try connect()
     } catch let e as BackupError where e.status == .notFound {
       let admin = try maintenanceIdle.take() ?? PGConnection(try info.maintenance())
-      try admin.query("CREATE DATABASE \(quoteIdent(info.databaseName)) TEMPLATE template0")
-      created = true
+      created = try createDatabase(info.databaseName, like: request.creation, on: admin)
       db = try PGConnection(info)
     }
     do {
       let session = PGRestoreSession(db: db, request: request)
-      if created { session.report.notes.append("created database \"\(info.databaseName)\"") }
+      if let created { session.report.notes.append(created) }
       if request.isParallel {
         try session.runParallel(
-          engine: self, parts: PGLockedOpener(parts), info: info, createdDatabase: created)
+          engine: self, parts: PGLockedOpener(parts), info: info, createdDatabase: created != nil)
       } else {
         try session.run(engine: self, parts: parts)
       }
       return session.report
     } catch {
-      if created { try? dropDatabase(info.databaseName) }
+      if created != nil { try? dropDatabase(info.databaseName) }
       throw error
     }
+  }
+
+  /// Creates a restore's target database from template0 with the source's encoding and locale
+  /// (`source`, from the manifest) where this server has them, as `pg_restore -C` would; with the
+  /// server's defaults where it refuses them (a locale it lacks) or the backup did not record
+  /// them. Returns the note that says which.
+  func createDatabase(_ name: String, like source: Manifest.DatabaseCreation?, on admin: PGConnection) throws
+    -> String
+  {
+    let create = "CREATE DATABASE \(quoteIdent(name)) TEMPLATE template0"
+    guard let source else {
+      try admin.query(create)
+      return "created database \"\(name)\""
+    }
+    let refusal: String
+    if let options = Self.creationOptions(source, serverVersion: admin.serverVersionNumber) {
+      do {
+        try admin.query(create + options)
+        return "created database \"\(name)\" with the source's encoding and locale (\(Self.describe(source)))"
+      } catch let e as BackupError {
+        refusal = e.message.replacingOccurrences(of: "PostgreSQL at \(admin.endpoint): ", with: "")
+      }
+    } else {
+      refusal = "this server has no \(source.localeProvider ?? "") locale provider"
+    }
+    try admin.query(create)
+    return "created database \"\(name)\" with this server's default encoding and locale, not the source's "
+      + "(\(Self.describe(source))): \(refusal)"
+  }
+
+  /// The `CREATE DATABASE` options for `c` on a server of `serverVersion`; nil when that server
+  /// has no such locale provider (ICU and LOCALE_PROVIDER: 15, builtin: 17).
+  static func creationOptions(_ c: Manifest.DatabaseCreation, serverVersion: Int) -> String? {
+    var sql =
+      " ENCODING \(quoteLiteral(c.encoding)) LC_COLLATE \(quoteLiteral(c.lcCollate)) LC_CTYPE \(quoteLiteral(c.lcCtype))"
+    switch (c.localeProvider ?? "libc", c.providerLocale) {
+    case ("libc", _):
+      // the server's default provider may be another one
+      if serverVersion >= 150000 { sql += " LOCALE_PROVIDER libc" }
+    case ("icu", let locale?) where serverVersion >= 150000:
+      sql += " LOCALE_PROVIDER icu ICU_LOCALE \(quoteLiteral(locale))"
+    case ("builtin", let locale?) where serverVersion >= 170000:
+      sql += " LOCALE_PROVIDER builtin BUILTIN_LOCALE \(quoteLiteral(locale))"
+    default:
+      return nil
+    }
+    return sql
+  }
+
+  static func describe(_ c: Manifest.DatabaseCreation) -> String {
+    var s = "\(c.encoding), LC_COLLATE \(c.lcCollate), LC_CTYPE \(c.lcCtype)"
+    if let p = c.localeProvider, p != "libc" { s += ", \(p) locale \(c.providerLocale ?? "")" }
+    return s
   }
 
   /// Drops a database on the engine's server (connecting to the maintenance database).
