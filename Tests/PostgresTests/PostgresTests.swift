@@ -1145,6 +1145,51 @@ final class Box<T>: @unchecked Sendable {
       Int(counts.first ?? "") ?? 0 < writer.count, "rows written after the snapshot are not in the backup")
   }
 
+  /// A parallel dump's workers start copying once both pg_dump processes hold their table locks
+  /// (`waitForLocks`, which finds them by application_name in pg_locks), not after pg_dump has
+  /// ended; a pg_dump that ends without them (or before we look) does not hold the rows back.
+  @Test func theDataWaitsForPGDumpsLocksOnly() throws {
+    guard let url = serverURL() else { return }
+    let server = PGServer(url)
+    let source = try server.freshDatabase("locks")
+    try source.psql("CREATE TABLE t1 (id int); CREATE TABLE t2 (id int); CREATE TABLE t3 (id int)")
+    let engine = source.engine
+    let db = try engine.connect()
+    try db.query("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    let tables = try db.userTables().filter { $0.relname != "t3" }
+    #expect(tables.count == 2)
+    let release = DispatchSemaphore(value: 0)
+    defer { release.signal() }
+    let endless = PGBackground<[UInt8]> {
+      release.wait()
+      return []
+    }
+    // a session named like one of our pg_dumps, holding both locks: no wait for it to end
+    let locker = try server.connection(source.name)
+    try locker.query(
+      "SET application_name = 'ai-shell pg_dump test pre-data'; BEGIN; LOCK TABLE t1, t2 IN ACCESS SHARE MODE"
+    )
+    var started = Date()
+    try engine.waitForLocks(
+      db, of: ["ai-shell pg_dump test pre-data"], running: [endless], tables: tables, timeoutMillis: 60_000)
+    #expect(Date().timeIntervalSince(started) < 10)
+    // one holding only one of them: waited for until it ends
+    let partial = try server.connection(source.name)
+    try partial.query(
+      "SET application_name = 'ai-shell pg_dump test post-data'; BEGIN; LOCK TABLE t1 IN ACCESS SHARE MODE")
+    let ends = PGBackground<[UInt8]> {
+      Thread.sleep(forTimeInterval: 0.5)
+      return []
+    }
+    started = Date()
+    try engine.waitForLocks(
+      db, of: ["ai-shell pg_dump test pre-data", "ai-shell pg_dump test post-data"],
+      running: [endless, ends],
+      tables: tables, timeoutMillis: 60_000)
+    #expect(Date().timeIntervalSince(started) >= 0.5)
+    #expect(ends.isFinished && !endless.isFinished)
+  }
+
   /// The DROP commits after the backup took its snapshot but before it locked the table: the
   /// backup fails with a clear message, and nothing is listed.
   @Test func droppedBeforeTheBackupLocksFailsClearly() throws {

@@ -124,14 +124,18 @@ extension PostgresEngine {
       }
       return a
     }()
-    let child = PGDumpTool.ChildConnection(db)
+    // each pg_dump names itself, so that this connection can see when it holds its locks
+    let tag =
+      "ai-shell pg_dump \(ProcessInfo.processInfo.processIdentifier) \(UInt32.random(in: 0...UInt32.max))"
+    let sections = ["pre-data", "post-data"]
     let endpoint = db.endpoint
-    let preData = PGBackground {
-      try pgDump.run(dumpArgs + ["--section=pre-data"], connection: child, endpoint: endpoint)
+    let dumps = sections.map { section in
+      let child = PGDumpTool.ChildConnection(db, applicationName: "\(tag) \(section)")
+      return PGBackground {
+        try pgDump.run(dumpArgs + ["--section=\(section)"], connection: child, endpoint: endpoint)
+      }
     }
-    let postData = PGBackground {
-      try pgDump.run(dumpArgs + ["--section=post-data"], connection: child, endpoint: endpoint)
-    }
+    let (preData, postData) = (dumps[0], dumps[1])
     let layout = PGPartLayout(format: options.format, mtime: Int64(options.createdAt.timeIntervalSince1970))
     // each table's columns, read once (a split table's ranges share them)
     let shapes = try plan.dataTables.map { try db.dumpColumns(oid: $0.oid, format: options.format) }
@@ -149,16 +153,44 @@ extension PostgresEngine {
     }
     let map = try db.objectTableMap()
     let workers = try opening.map { try $0.result() }
-    let pre = try preData.result()
-    let post = try postData.result()
+    // the workers copy rows once both pg_dump processes hold their locks (or have finished),
+    // while pg_dump still reads the catalog: their units wait in memory for the schema part
+    var parallel: PGParallelRun?
+    if !workers.isEmpty {
+      try waitForLocks(
+        db, of: sections.map { "\(tag) \($0)" }, running: dumps, tables: plan.tables,
+        timeoutMillis: lockMillis)
+      parallel = startParallelDump(
+        plan.dataTables, shapes, units: units, layout: layout, workers: PGWorkers(workers))
+    }
+    do {
+      return try finishDump(
+        db, plan: plan, pre: try preData.result(), post: try postData.result(), parallel: parallel,
+        map: map, header: (serverVersion, pgDump.major), layout: layout, shapes: shapes, sink: sink,
+        result: DumpResult(
+          serverVersion: serverVersion, sizeBytes: sizeBytes, objects: [], creation: creation))
+    } catch {
+      parallel?.stop(error)
+      throw error
+    }
+  }
+
+  /// The rest of a dump once pg_dump has run: the schema part, the table parts (from `parallel`
+  /// or this connection), the sequence values and the post-data part.
+  func finishDump(
+    _ db: PGConnection, plan: PGDumpPlan, pre: [UInt8], post: [UInt8], parallel: PGParallelRun?,
+    map: ObjectTableMap, header: (serverVersion: String, pgDumpMajor: Int), layout: PGPartLayout,
+    shapes: [PGDumpColumns], sink: PartSink, result: DumpResult
+  ) throws -> DumpResult {
+    let serverVersion = header.serverVersion
     var objects: [SchemaObject] = []
     let out = OutputBuffer(sink: sink)
 
     // schema: the pre-data section, with our object markers
     var schema = Array(
-      "-- ai-shell backup of PostgreSQL database \(sanitize(db.info.databaseName)) (server \(serverVersion)), made with pg_dump \(pgDump.major)\n"
+      "-- ai-shell backup of PostgreSQL database \(sanitize(db.info.databaseName)) (server \(serverVersion)), made with pg_dump \(header.pgDumpMajor)\n"
         .utf8)
-    if options.format == .sql {
+    if layout.format == .sql {
       schema += Array(
         "-- restore with: psql -v ON_ERROR_STOP=1 -d newdb -f this-file (after decompressing)\n".utf8)
     }
@@ -171,9 +203,8 @@ extension PostgresEngine {
     try sink.endPart(rows: nil, contentChecksum: nil)
 
     // one part per table, from this connection or from parallel workers on the same snapshot
-    if !workers.isEmpty {
-      try dumpTablesInParallel(
-        plan.dataTables, shapes, units: units, layout: layout, workers: PGWorkers(workers), to: sink)
+    if let parallel {
+      try parallel.write(to: sink)
     } else {
       for (i, t) in plan.dataTables.enumerated() {
         try sink.beginPart(kind: .table, table: t.name)
@@ -216,8 +247,9 @@ extension PostgresEngine {
     try out.flush()
     try sink.endPart(rows: nil, contentChecksum: nil)
     _ = try? db.query("COMMIT")
-    return DumpResult(
-      serverVersion: serverVersion, sizeBytes: sizeBytes, objects: objects, creation: creation)
+    var result = result
+    result.objects = objects
+    return result
   }
 
   /// Refuses, before anything is written, tables and sequences the user may not read, naming
@@ -385,20 +417,22 @@ extension PostgresEngine {
     return c
   }
 
-  /// The table parts from the worker connections (all in the backup's snapshot, see
-  /// `openWorker`); units (tables, or page ranges of big tables) reach the sink in order
-  /// (PGParallelDump), each table's units in one part.
-  func dumpTablesInParallel(
+  /// Starts the worker connections on the table parts (all in the backup's snapshot, see
+  /// `openWorker`); `PGParallelRun.write` hands them to the sink, units (tables, or page ranges
+  /// of big tables) in order (PGParallelDump), each table's units in one part. Until then the
+  /// workers get at most `lookahead` units ahead, held in memory.
+  func startParallelDump(
     _ tables: [PGTable], _ shapes: [PGDumpColumns], units: [PGDumpUnit], layout: PGPartLayout,
-    workers: PGWorkers, to sink: PartSink
-  ) throws {
+    workers: PGWorkers
+  ) -> PGParallelRun {
     let jobs = workers.connections.count
     let shared = PGParallelDump(count: units.count, lookahead: jobs + 1)
     let engine = self
-    var writeError: Error?
     let group = DispatchGroup()
     group.enter()
-    DispatchQueue.global().async {
+    // a thread of its own: pg_dump may still be running, and the threads reading its output
+    // can hold the global dispatch queue's few threads (one per core) until it ends
+    Thread {
       runThreads(jobs) { w in
         let db = workers.connections[w]
         while let i = shared.claim() {
@@ -416,32 +450,40 @@ extension PostgresEngine {
         }
       }
       group.leave()
-    }
-    do {
-      var total = RowSetChecksum()
-      for (i, unit) in units.enumerated() {
-        if unit.isFirst {
-          try sink.beginPart(kind: .table, table: tables[unit.table].name)
-          total = RowSetChecksum()
-        }
-        var ended = false
-        while !ended {
-          switch try shared.take(i) {
-          case .data(let bytes):
-            try bytes.withUnsafeBytes { try sink.write($0) }
-          case .end(let checksum):
-            total.merge(checksum)
-            ended = true
-          }
-        }
-        if unit.isLast { try sink.endPart(rows: total.rows, contentChecksum: total.finalizeHex()) }
+    }.start()
+    return PGParallelRun(shared: shared, units: units, tables: tables, group: group)
+  }
+
+  /// Waits until each of the pg_dump processes named `names` (their application_name) holds its
+  /// ACCESS SHARE lock on every table in `tables`, or has ended: the first row is copied only
+  /// after every lock of the backup is held (docs/ARCHITECTURE.md, "PostgreSQL locks are all
+  /// taken before the data"), not after pg_dump has read the whole catalog.
+  func waitForLocks(
+    _ db: PGConnection, of names: [String], running: [PGBackground<[UInt8]>], tables: [PGTable],
+    timeoutMillis: Int
+  ) throws {
+    guard !tables.isEmpty else { return }
+    let oids = "{" + tables.map(\.oid).joined(separator: ",") + "}"
+    let deadline = Date().addingTimeInterval(Double(timeoutMillis) / 1000 + 30)
+    while true {
+      // pg_stat_activity is read once per transaction unless its snapshot is cleared
+      try db.query("SELECT pg_catalog.pg_stat_clear_snapshot()")
+      let rows = try db.query(
+        """
+        SELECT a.application_name, count(*) FROM pg_catalog.pg_locks l
+        JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+        WHERE a.application_name = ANY($1::text[]) AND l.locktype = 'relation' AND l.granted
+          AND l.mode = 'AccessShareLock' AND l.relation = ANY($2::oid[])
+        GROUP BY 1
+        """, ["{" + names.map { "\"\($0)\"" }.joined(separator: ",") + "}", oids])
+      var held: [String: Int] = [:]
+      for r in rows { if let n = r[0], let c = r[1].flatMap({ Int($0) }) { held[n] = c } }
+      let ready = zip(names, running).allSatisfy { name, dump in
+        dump.isFinished || (held[name] ?? 0) >= tables.count
       }
-    } catch {
-      writeError = error
-      shared.fail(error)
+      if ready || Date() > deadline { return }
+      usleep(2000)
     }
-    group.wait()
-    if let writeError { throw writeError }
   }
 
   func sanitize(_ s: String) -> String {
@@ -481,9 +523,10 @@ struct PGDumpTool {
   struct ChildConnection {
     var conninfo: String
     var password: String?
-    init(_ db: PGConnection) {
+    init(_ db: PGConnection, applicationName: String? = nil) {
       var opts = db.effectiveOptions()
       opts["password"] = nil
+      if let applicationName { opts["application_name"] = applicationName }
       conninfo = opts.keys.sorted().compactMap { k in
         guard let v = opts[k], !v.isEmpty else { return nil }
         return "\(k)=\(ConnInfo.quote(v))"
@@ -580,10 +623,12 @@ struct PGDumpTool {
     let box = ErrBox()
     let group = DispatchGroup()
     group.enter()
-    DispatchQueue.global().async {
+    // a thread, not the global dispatch queue, whose few threads (one per core) it would block
+    // for as long as pg_dump runs
+    Thread {
       box.data = err.fileHandleForReading.readDataToEndOfFile()
       group.leave()
-    }
+    }.start()
     let data = out.fileHandleForReading.readDataToEndOfFile()
     group.wait()
     p.waitUntilExit()

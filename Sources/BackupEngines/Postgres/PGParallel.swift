@@ -131,6 +131,55 @@ final class PGParallelDump: @unchecked Sendable {
   }
 }
 
+/// A parallel dump whose workers are running (`PostgresEngine.startParallelDump`): `write`
+/// hands its units to the sink in order, each table's units as one part; `stop` ends it with an
+/// error instead. Either returns once every worker has stopped.
+final class PGParallelRun {
+  let shared: PGParallelDump
+  let units: [PGDumpUnit]
+  let tables: [PGTable]
+  let group: DispatchGroup
+
+  init(shared: PGParallelDump, units: [PGDumpUnit], tables: [PGTable], group: DispatchGroup) {
+    self.shared = shared
+    self.units = units
+    self.tables = tables
+    self.group = group
+  }
+
+  func write(to sink: PartSink) throws {
+    do {
+      var total = RowSetChecksum()
+      for (i, unit) in units.enumerated() {
+        if unit.isFirst {
+          try sink.beginPart(kind: .table, table: tables[unit.table].name)
+          total = RowSetChecksum()
+        }
+        var ended = false
+        while !ended {
+          switch try shared.take(i) {
+          case .data(let bytes):
+            try bytes.withUnsafeBytes { try sink.write($0) }
+          case .end(let checksum):
+            total.merge(checksum)
+            ended = true
+          }
+        }
+        if unit.isLast { try sink.endPart(rows: total.rows, contentChecksum: total.finalizeHex()) }
+      }
+    } catch {
+      stop(error)
+      throw error
+    }
+    group.wait()
+  }
+
+  func stop(_ error: Error) {
+    shared.fail(error)
+    group.wait()
+  }
+}
+
 /// The `PartSink` a dump worker's `OutputBuffer` writes into: one table of a `PGParallelDump`.
 final class PGPipeSink: PartSink {
   let dump: PGParallelDump
@@ -165,6 +214,9 @@ final class PGBackground<T>: @unchecked Sendable {
     group.wait()
     return try outcome!.get()
   }
+
+  /// Whether the computation has ended (`result()` would not wait).
+  var isFinished: Bool { group.wait(timeout: .now()) == .success }
 }
 
 /// The worker connections of a parallel dump, one per thread (each used by its thread only).
