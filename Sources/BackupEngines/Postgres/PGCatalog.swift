@@ -12,6 +12,11 @@ struct PGTable {
   var name: String { "\(schema).\(relname)" }
 }
 
+extension [PGTable] {
+  /// The tables' oids as a PostgreSQL array literal, for `= ANY($1::oid[])`.
+  var oidArrayLiteral: String { "{" + map(\.oid).joined(separator: ",") + "}" }
+}
+
 extension PGConnection {
   /// Session settings that make the text form of every value independent of the server's and the
   /// client's configuration, so content checksums computed here and on a restored copy agree.

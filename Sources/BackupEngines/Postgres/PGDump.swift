@@ -128,9 +128,10 @@ extension PostgresEngine {
     let tag =
       "ai-shell pg_dump \(ProcessInfo.processInfo.processIdentifier) \(UInt32.random(in: 0...UInt32.max))"
     let sections = ["pre-data", "post-data"]
+    let names = sections.map { "\(tag) \($0)" }
     let endpoint = db.endpoint
-    let dumps = sections.map { section in
-      let child = PGDumpTool.ChildConnection(db, applicationName: "\(tag) \(section)")
+    let dumps = zip(sections, names).map { section, name in
+      let child = PGDumpTool.ChildConnection(db, applicationName: name)
       return PGBackground {
         try pgDump.run(dumpArgs + ["--section=\(section)"], connection: child, endpoint: endpoint)
       }
@@ -157,16 +158,14 @@ extension PostgresEngine {
     // while pg_dump still reads the catalog: their units wait in memory for the schema part
     var parallel: PGParallelRun?
     if !workers.isEmpty {
-      try waitForLocks(
-        db, of: sections.map { "\(tag) \($0)" }, running: dumps, tables: plan.tables,
-        timeoutMillis: lockMillis)
+      try waitForLocks(db, of: names, running: dumps, tables: plan.tables, timeoutMillis: lockMillis)
       parallel = startParallelDump(
         plan.dataTables, shapes, units: units, layout: layout, workers: PGWorkers(workers))
     }
     do {
       return try finishDump(
         db, plan: plan, pre: try preData.result(), post: try postData.result(), parallel: parallel,
-        map: map, header: (serverVersion, pgDump.major), layout: layout, shapes: shapes, sink: sink,
+        map: map, pgDumpMajor: pgDump.major, layout: layout, shapes: shapes, sink: sink,
         result: DumpResult(
           serverVersion: serverVersion, sizeBytes: sizeBytes, objects: [], creation: creation))
     } catch {
@@ -179,16 +178,15 @@ extension PostgresEngine {
   /// or this connection), the sequence values and the post-data part.
   func finishDump(
     _ db: PGConnection, plan: PGDumpPlan, pre: [UInt8], post: [UInt8], parallel: PGParallelRun?,
-    map: ObjectTableMap, header: (serverVersion: String, pgDumpMajor: Int), layout: PGPartLayout,
-    shapes: [PGDumpColumns], sink: PartSink, result: DumpResult
+    map: ObjectTableMap, pgDumpMajor: Int, layout: PGPartLayout, shapes: [PGDumpColumns], sink: PartSink,
+    result: DumpResult
   ) throws -> DumpResult {
-    let serverVersion = header.serverVersion
     var objects: [SchemaObject] = []
     let out = OutputBuffer(sink: sink)
 
     // schema: the pre-data section, with our object markers
     var schema = Array(
-      "-- ai-shell backup of PostgreSQL database \(sanitize(db.info.databaseName)) (server \(serverVersion)), made with pg_dump \(header.pgDumpMajor)\n"
+      "-- ai-shell backup of PostgreSQL database \(sanitize(db.info.databaseName)) (server \(result.serverVersion)), made with pg_dump \(pgDumpMajor)\n"
         .utf8)
     if layout.format == .sql {
       schema += Array(
@@ -256,7 +254,7 @@ extension PostgresEngine {
   /// them and the privilege needed.
   func checkPrivileges(_ db: PGConnection, _ plan: PGDumpPlan) throws {
     guard !plan.tables.isEmpty else { return }
-    let oids = "{" + plan.tables.map(\.oid).joined(separator: ",") + "}"
+    let oids = plan.tables.oidArrayLiteral
     let denied = try db.query(
       """
       SELECT n.nspname || '.' || c.relname FROM pg_catalog.pg_class c
@@ -286,7 +284,7 @@ extension PostgresEngine {
     guard db.serverVersionNumber >= 140000, layout.format != .csv, !tables.isEmpty else {
       return tables.map { _ in nil }
     }
-    let oids = "{" + tables.map(\.oid).joined(separator: ",") + "}"
+    let oids = tables.oidArrayLiteral
     var pages: [String: Int64] = [:]
     for row in try db.query(
       """
@@ -428,11 +426,9 @@ extension PostgresEngine {
     let jobs = workers.connections.count
     let shared = PGParallelDump(count: units.count, lookahead: jobs + 1)
     let engine = self
-    let group = DispatchGroup()
-    group.enter()
-    // a thread of its own: pg_dump may still be running, and the threads reading its output
-    // can hold the global dispatch queue's few threads (one per core) until it ends
-    Thread {
+    // a thread of its own, not the global dispatch queue: pg_dump may still be running, and the
+    // threads reading its output could hold that queue's few threads (one per core) until it ends
+    let running = PGBackground {
       runThreads(jobs) { w in
         let db = workers.connections[w]
         while let i = shared.claim() {
@@ -449,9 +445,8 @@ extension PostgresEngine {
           }
         }
       }
-      group.leave()
-    }.start()
-    return PGParallelRun(shared: shared, units: units, tables: tables, group: group)
+    }
+    return PGParallelRun(shared: shared, units: units, tables: tables, running: running)
   }
 
   /// Waits until each of the pg_dump processes named `names` (their application_name) holds its
@@ -463,7 +458,7 @@ extension PostgresEngine {
     timeoutMillis: Int
   ) throws {
     guard !tables.isEmpty else { return }
-    let oids = "{" + tables.map(\.oid).joined(separator: ",") + "}"
+    let oids = tables.oidArrayLiteral
     let deadline = Date().addingTimeInterval(Double(timeoutMillis) / 1000 + 30)
     while true {
       // pg_stat_activity is read once per transaction unless its snapshot is cleared
@@ -620,20 +615,12 @@ struct PGDumpTool {
     } catch {
       throw BackupError(.failure, "cannot run \(path): \(error.localizedDescription)")
     }
-    let box = ErrBox()
-    let group = DispatchGroup()
-    group.enter()
     // a thread, not the global dispatch queue, whose few threads (one per core) it would block
     // for as long as pg_dump runs
-    Thread {
-      box.data = err.fileHandleForReading.readDataToEndOfFile()
-      group.leave()
-    }.start()
+    let errors = PGBackground { err.fileHandleForReading.readDataToEndOfFile() }
     let data = out.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
+    let errorText = (try? errors.result()) ?? Data()
     p.waitUntilExit()
-    return (p.terminationStatus, [UInt8](data), [UInt8](box.data))
+    return (p.terminationStatus, [UInt8](data), [UInt8](errorText))
   }
-
-  final class ErrBox: @unchecked Sendable { var data = Data() }
 }

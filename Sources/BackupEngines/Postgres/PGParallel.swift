@@ -138,13 +138,14 @@ final class PGParallelRun {
   let shared: PGParallelDump
   let units: [PGDumpUnit]
   let tables: [PGTable]
-  let group: DispatchGroup
+  /// The thread that runs the workers and returns when all of them have stopped.
+  let running: PGBackground<Void>
 
-  init(shared: PGParallelDump, units: [PGDumpUnit], tables: [PGTable], group: DispatchGroup) {
+  init(shared: PGParallelDump, units: [PGDumpUnit], tables: [PGTable], running: PGBackground<Void>) {
     self.shared = shared
     self.units = units
     self.tables = tables
-    self.group = group
+    self.running = running
   }
 
   func write(to sink: PartSink) throws {
@@ -171,12 +172,12 @@ final class PGParallelRun {
       stop(error)
       throw error
     }
-    group.wait()
+    _ = try? running.result()  // the workers' errors reach the writer through `shared`
   }
 
   func stop(_ error: Error) {
     shared.fail(error)
-    group.wait()
+    _ = try? running.result()
   }
 }
 
