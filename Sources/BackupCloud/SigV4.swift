@@ -95,15 +95,7 @@ public struct SigV4Signer: Sendable {
     return Self.hex(HMAC<SHA256>.authenticationCode(for: Data(stringToSign.utf8), using: key))
   }
 
-  static func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
-    let digits = Array("0123456789abcdef".utf8)
-    var out = [UInt8]()
-    for b in bytes {
-      out.append(digits[Int(b >> 4)])
-      out.append(digits[Int(b & 0x0F)])
-    }
-    return String(decoding: out, as: UTF8.self)
-  }
+  static func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 { lowerHex(bytes) }
 
   static func hex(_ digest: SHA256.Digest) -> String { hex(Array(digest)) }
   static func hex(_ mac: HMAC<SHA256>.MAC) -> String { hex(Array(mac)) }

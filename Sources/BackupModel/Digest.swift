@@ -54,7 +54,7 @@ public struct SHA256Digest: @unchecked Sendable {
     var copy = context
     var out = [UInt8](repeating: 0, count: 32)
     SHA256_Final(&out, &copy)
-    return out.map { hex2($0) }.joined()
+    return lowerHex(out)
   }
 
   /// The hash state (H0...H7, each big-endian, as 64 hex digits: the form of a digest) after the
@@ -71,7 +71,7 @@ public struct SHA256Digest: @unchecked Sendable {
 
   /// State words as the manifest writes a state: each big-endian, 64 hex digits.
   public static func hex(words: [UInt32]) -> String {
-    words.map { w in withUnsafeBytes(of: w.bigEndian) { $0.map { hex2($0) }.joined() } }.joined()
+    lowerHex(words.flatMap { w in withUnsafeBytes(of: w.bigEndian) { Array($0) } })
   }
 
   /// The state words of a manifest's state (64 hex digits), else nil.
@@ -95,9 +95,16 @@ public struct SHA256Digest: @unchecked Sendable {
   }
 }
 
-@inline(__always) func hex2(_ b: UInt8) -> String {
-  let digits: [Character] = Array("0123456789abcdef")
-  return String([digits[Int(b >> 4)], digits[Int(b & 0xF)]])
+/// Bytes as lowercase hex digits, two per byte (digests, checksums, signatures).
+public func lowerHex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
+  let digits: StaticString = "0123456789abcdef"
+  var out = [UInt8]()
+  out.reserveCapacity(bytes.underestimatedCount * 2)
+  for b in bytes {
+    out.append(digits.utf8Start[Int(b >> 4)])
+    out.append(digits.utf8Start[Int(b & 0x0F)])
+  }
+  return String(decoding: out, as: UTF8.self)
 }
 
 /// The per-table content checksum recorded at backup time and recomputed by `verify --test`.
@@ -195,7 +202,7 @@ final class XXH3State: @unchecked Sendable {
   func digestHex() -> String {
     var canonical = XXH128_canonical_t()
     XXH128_canonicalFromHash(&canonical, XXH3_128bits_digest(state))
-    return withUnsafeBytes(of: &canonical.digest) { $0.map { hex2($0) }.joined() }
+    return withUnsafeBytes(of: &canonical.digest) { lowerHex($0) }
   }
 }
 

@@ -39,7 +39,7 @@ struct RowSetChecksum {
     withUnsafeBytes(of: &n) { h.update(bufferPointer: $0) }
     var s = (sum.low.littleEndian, sum.high.littleEndian)
     withUnsafeBytes(of: &s) { h.update(bufferPointer: $0) }
-    return h.finalize().map { String(format: "%02x", $0) }.joined()
+    return lowerHex(h.finalize())
   }
 }
 
@@ -102,7 +102,10 @@ extension PostgresEngine {
     let creation = try db.databaseCreation()
     // pg_dump is found and version-checked (it runs `pg_dump --version`) while we read the catalog
     let serverVersionNumber = db.serverVersionNumber
-    let findPGDump = PGBackground { try PGDumpTool.find(serverVersionNumber: serverVersionNumber) }
+    let environment = toolEnvironment
+    let findPGDump = PGBackground {
+      try PGDumpTool.find(serverVersionNumber: serverVersionNumber, environment: environment)
+    }
     let plan = try plan(db, wanted: options.tables)
     try checkPrivileges(db, plan)
     // hold ACCESS SHARE on every dumped table for the whole dump: no DROP/ALTER can slip in
@@ -127,19 +130,43 @@ extension PostgresEngine {
     // each pg_dump names itself, so that this connection can see when it holds its locks
     let tag =
       "ai-shell pg_dump \(ProcessInfo.processInfo.processIdentifier) \(UInt32.random(in: 0...UInt32.max))"
-    let sections = ["pre-data", "post-data"]
-    let names = sections.map { "\(tag) \($0)" }
     let endpoint = db.endpoint
-    let dumps = zip(sections, names).map { section, name in
-      let child = PGDumpTool.ChildConnection(db, applicationName: name)
-      return PGBackground {
-        try pgDump.run(dumpArgs + ["--section=\(section)"], connection: child, endpoint: endpoint)
+    let names: [String]
+    let dumps: [PGBackground<[UInt8]>]
+    let sections: PGBackground<(pre: [UInt8], post: [UInt8])>
+    if let restorePath = pgDump.restorePath {
+      // one pg_dump (one set of locks, one read of the catalog) writes both sections as a
+      // custom-format archive; pg_restore turns each section into the text pg_dump would write
+      names = ["\(tag) schema"]
+      let child = PGDumpTool.ChildConnection(db, applicationName: names[0])
+      dumps = [
+        PGBackground {
+          try pgDump.run(
+            dumpArgs + ["--format=custom", "--compress=0", "--section=pre-data", "--section=post-data"],
+            connection: child,
+            endpoint: endpoint)
+        }
+      ]
+      let archive = dumps[0]
+      sections = PGBackground {
+        let bytes = try archive.result()
+        let post = PGBackground { try PGDumpTool.section("post-data", of: bytes, restorePath: restorePath) }
+        return (try PGDumpTool.section("pre-data", of: bytes, restorePath: restorePath), try post.result())
       }
+    } else {
+      names = ["\(tag) pre-data", "\(tag) post-data"]
+      dumps = zip(["pre-data", "post-data"], names).map { section, name in
+        let child = PGDumpTool.ChildConnection(db, applicationName: name)
+        return PGBackground {
+          try pgDump.run(dumpArgs + ["--section=\(section)"], connection: child, endpoint: endpoint)
+        }
+      }
+      let (pre, post) = (dumps[0], dumps[1])
+      sections = PGBackground { (try pre.result(), try post.result()) }
     }
-    let (preData, postData) = (dumps[0], dumps[1])
     let layout = PGPartLayout(format: options.format, mtime: Int64(options.createdAt.timeIntervalSince1970))
     // each table's columns, read once (a split table's ranges share them)
-    let shapes = try plan.dataTables.map { try db.dumpColumns(oid: $0.oid, format: options.format) }
+    let shapes = try db.dumpColumns(of: plan.dataTables, format: options.format)
     let units =
       options.jobs > 1
       ? PGDumpUnit.plan(
@@ -148,23 +175,23 @@ extension PostgresEngine {
     // the --jobs workers (big tables split into page ranges, so one big table is read in
     // parallel too) connect at once, while this connection reads the rest of the catalog
     let engine = self
-    let dataTables = plan.dataTables
     let opening = (0..<(units.count > 1 ? min(options.jobs, units.count) : 0)).map { _ in
-      PGBackground { try engine.openWorker(snapshot: snapshot, lockMillis: lockMillis, tables: dataTables) }
+      PGBackground { try engine.openWorker(snapshot: snapshot, lockMillis: lockMillis) }
     }
     let map = try db.objectTableMap()
     let workers = try opening.map { try $0.result() }
-    // the workers copy rows once both pg_dump processes hold their locks (or have finished),
+    // the workers copy rows once the pg_dump processes hold their locks (or have finished),
     // while pg_dump still reads the catalog: their units wait in memory for the schema part
     var parallel: PGParallelRun?
     if !workers.isEmpty {
       try waitForLocks(db, of: names, running: dumps, tables: plan.tables, timeoutMillis: lockMillis)
       parallel = startParallelDump(
-        plan.dataTables, shapes, units: units, layout: layout, workers: PGWorkers(workers))
+        plan.dataTables, shapes, units: units, layout: layout, workers: PGWorkers(workers), main: db)
     }
     do {
+      let (pre, post) = try sections.result()
       return try finishDump(
-        db, plan: plan, pre: try preData.result(), post: try postData.result(), parallel: parallel,
+        db, plan: plan, pre: pre, post: post, parallel: parallel,
         map: map, pgDumpMajor: pgDump.major, layout: layout, shapes: shapes, sink: sink,
         result: DumpResult(
           serverVersion: serverVersion, sizeBytes: sizeBytes, objects: [], creation: creation))
@@ -396,6 +423,9 @@ extension PostgresEngine {
           "PostgreSQL at \(db.endpoint): \(e.message): the table was dropped by another session after the backup started",
           hint: "run the backup again")
       }
+      if e.sqlstate == "53200" {
+        throw Self.lockTableFull(db.endpoint, e.message, locking: "the \(tables.count) tables to back up")
+      }
       throw BackupError(
         .database, "PostgreSQL at \(db.endpoint): cannot lock the tables to back up: \(e.message)",
         hint:
@@ -404,15 +434,53 @@ extension PostgresEngine {
     }
   }
 
-  /// A worker connection for `--jobs`: in the backup's snapshot, with the tables locked.
-  func openWorker(snapshot: String, lockMillis: Int, tables: [PGTable]) throws -> PGConnection {
+  /// The error for a server whose shared lock table is full ("out of shared memory", SQLSTATE
+  /// 53200): it holds max_locks_per_transaction × max_connections locks in all, and a backup
+  /// takes one per table in this connection and one in pg_dump's.
+  static func lockTableFull(_ endpoint: String, _ message: String, locking what: String) -> BackupError {
+    BackupError(
+      .database,
+      "PostgreSQL at \(endpoint): the server's lock table is full locking \(what) (\(message))",
+      hint:
+        "raise max_locks_per_transaction on the server (a restart applies it; the backup needs about 2 locks per table, as pg_dump needs 1), or back up fewer tables at once with --tables"
+    )
+  }
+
+  /// A worker connection for `--jobs`, in the backup's snapshot. It locks each table when it
+  /// comes to it (`lockForWorker`), so the workers hold one lock per table between them, not one
+  /// each: the main connection already holds every table's lock for the whole dump.
+  func openWorker(snapshot: String, lockMillis: Int) throws -> PGConnection {
     let c = try PGConnection(try ConnInfo(url))
     try c.setStableOutput()
     try c.query("SET lock_timeout = \(lockMillis)")
     try c.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
     try c.query("SET TRANSACTION SNAPSHOT '\(snapshot)'")
-    try lockTables(c, tables)
     return c
+  }
+
+  /// A worker's ACCESS SHARE lock on the table it is about to copy, requested without waiting:
+  /// false when another session waits for an exclusive lock on it (a DROP or ALTER queued behind
+  /// the main connection's lock), behind which the worker's request would queue until the
+  /// backup ended; the main connection, which holds the lock already, copies that table instead.
+  /// A savepoint keeps the worker's transaction, and its snapshot, usable after the refusal.
+  func lockForWorker(_ db: PGConnection, _ t: PGTable) throws -> Bool {
+    let lock =
+      "SAVEPOINT ai_shell_lock; LOCK TABLE \(t.sql) IN ACCESS SHARE MODE NOWAIT; RELEASE SAVEPOINT ai_shell_lock"
+    do {
+      try Array(lock.utf8).withUnsafeBytes { _ = try db.execRaw($0) }
+      return true
+    } catch let e as PGStatementError {
+      switch e.sqlstate {
+      case "55P03":
+        try db.query("ROLLBACK TO SAVEPOINT ai_shell_lock; RELEASE SAVEPOINT ai_shell_lock")
+        return false
+      case "53200":
+        throw Self.lockTableFull(db.endpoint, e.message, locking: "table \(t.name)")
+      default:
+        throw BackupError(
+          .database, "PostgreSQL at \(db.endpoint): cannot lock table \(t.name): \(e.message)")
+      }
+    }
   }
 
   /// Starts the worker connections on the table parts (all in the backup's snapshot, see
@@ -421,7 +489,7 @@ extension PostgresEngine {
   /// workers get at most `lookahead` units ahead, held in memory.
   func startParallelDump(
     _ tables: [PGTable], _ shapes: [PGDumpColumns], units: [PGDumpUnit], layout: PGPartLayout,
-    workers: PGWorkers
+    workers: PGWorkers, main: PGConnection
   ) -> PGParallelRun {
     let jobs = workers.connections.count
     let shared = PGParallelDump(count: units.count, lookahead: jobs + 1)
@@ -431,10 +499,18 @@ extension PostgresEngine {
     let running = PGBackground {
       runThreads(jobs) { w in
         let db = workers.connections[w]
+        var locked = Set<Int>()
         while let i = shared.claim() {
           do {
-            let out = OutputBuffer(sink: PGPipeSink(shared, i))
             let unit = units[i]
+            if !locked.contains(unit.table) {
+              guard try engine.lockForWorker(db, tables[unit.table]) else {
+                shared.handToWriter(i)
+                continue
+              }
+              locked.insert(unit.table)
+            }
+            let out = OutputBuffer(sink: PGPipeSink(shared, i))
             let checksum = try engine.dumpTable(
               db, tables[unit.table], shapes[unit.table], layout: layout, out: out, unit: unit)
             try out.flush()
@@ -446,7 +522,16 @@ extension PostgresEngine {
         }
       }
     }
-    return PGParallelRun(shared: shared, units: units, tables: tables, running: running)
+    // a unit a worker could not lock is copied by the main connection, which holds every lock
+    let copyOnMain: (PGDumpUnit, PartSink) throws -> RowSetChecksum = { unit, sink in
+      let out = OutputBuffer(sink: sink)
+      let checksum = try engine.dumpTable(
+        main, tables[unit.table], shapes[unit.table], layout: layout, out: out, unit: unit)
+      try out.flush()
+      return checksum
+    }
+    return PGParallelRun(
+      shared: shared, units: units, tables: tables, running: running, copyOnMain: copyOnMain)
   }
 
   /// Waits until each of the pg_dump processes named `names` (their application_name) holds its
@@ -512,6 +597,10 @@ extension PostgresEngine {
 struct PGDumpTool {
   var path: String
   var major: Int
+  /// pg_restore of the same major version beside pg_dump, if there is one: a dump then runs one
+  /// pg_dump (custom format, schema only) and has pg_restore write its two sections as text,
+  /// instead of one pg_dump per section (each locking every table and reading the catalog).
+  var restorePath: String?
 
   /// How a child connects like we did: every effective libpq option except the password, which
   /// goes through PGPASSWORD (never argv).
@@ -563,7 +652,12 @@ struct PGDumpTool {
     var tooOld: [(String, Int)] = []
     for c in candidates where FileManager.default.isExecutableFile(atPath: c) {
       guard let major = version(of: c) else { continue }
-      if major >= serverMajor { return PGDumpTool(path: c, major: major) }
+      if major >= serverMajor {
+        let restore = URL(fileURLWithPath: c).deletingLastPathComponent().appendingPathComponent("pg_restore")
+          .path
+        let sameMajor = FileManager.default.isExecutableFile(atPath: restore) && version(of: restore) == major
+        return PGDumpTool(path: c, major: major, restorePath: sameMajor ? restore : nil)
+      }
       tooOld.append((c, major))
     }
     if let (path, major) = tooOld.first {
@@ -590,36 +684,67 @@ struct PGDumpTool {
       if let pw = connection.password { message = message.replacingOccurrences(of: pw, with: "***") }
       // pg_dump's own LOCK TABLE queued behind another session's exclusive lock request
       let lockHint =
-        message.contains("LOCK TABLE")
-        ? "another session holds or waits for an exclusive lock on a table (ALTER, DROP, TRUNCATE); retry, or raise --lock-timeout"
-        : nil
+        message.contains("out of shared memory")
+        ? "the server's lock table is full: raise max_locks_per_transaction on the server (a restart applies it), or back up fewer tables at once with --tables"
+        : message.contains("LOCK TABLE")
+          ? "another session holds or waits for an exclusive lock on a table (ALTER, DROP, TRUNCATE); retry, or raise --lock-timeout"
+          : nil
       throw BackupError(.database, "pg_dump failed for \(endpoint): \(message)", hint: lockHint)
     }
     return r.stdout
   }
 
-  static func runTool(_ path: String, _ args: [String], environment: [String: String]?) throws
-    -> (status: Int32, stdout: [UInt8], stderr: [UInt8])
-  {
+  /// One section ("pre-data" or "post-data") of a custom-format schema archive, as the text
+  /// pg_dump writes for it (pg_restore without a database writes a script).
+  static func section(_ section: String, of archive: [UInt8], restorePath: String) throws -> [UInt8] {
+    let r = try runTool(restorePath, ["--section=\(section)", "--file=-"], environment: nil, input: archive)
+    guard r.status == 0 else {
+      throw BackupError(
+        .failure,
+        "pg_restore (\(restorePath)) failed writing the \(section) section: \(oneLine(String(decoding: r.stderr, as: UTF8.self)))"
+      )
+    }
+    return r.stdout
+  }
+
+  static func runTool(
+    _ path: String, _ args: [String], environment: [String: String]?, input: [UInt8]? = nil
+  ) throws -> (status: Int32, stdout: [UInt8], stderr: [UInt8]) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: path)
     p.arguments = args
     if let environment { p.environment = environment }
     let out = Pipe()
     let err = Pipe()
+    let inPipe = input.map { _ in Pipe() }
     p.standardOutput = out
     p.standardError = err
-    p.standardInput = FileHandle.nullDevice
+    p.standardInput = inPipe ?? FileHandle.nullDevice
     do {
       try p.run()
     } catch {
       throw BackupError(.failure, "cannot run \(path): \(error.localizedDescription)")
+    }
+    // the input goes in from a thread of its own while this one reads the output; SIGPIPE is
+    // blocked on that thread, so a program that exits without reading all of it is an EPIPE
+    // error (its exit status tells the rest), not the end of this process
+    let feeding = inPipe.map { pipe in
+      PGBackground {
+        var pipeSignal = sigset_t()
+        sigemptyset(&pipeSignal)
+        sigaddset(&pipeSignal, SIGPIPE)
+        pthread_sigmask(SIG_BLOCK, &pipeSignal, nil)
+        let h = pipe.fileHandleForWriting
+        try? h.write(contentsOf: input!)
+        try? h.close()
+      }
     }
     // a thread, not the global dispatch queue, whose few threads (one per core) it would block
     // for as long as pg_dump runs
     let errors = PGBackground { err.fileHandleForReading.readDataToEndOfFile() }
     let data = out.fileHandleForReading.readDataToEndOfFile()
     let errorText = (try? errors.result()) ?? Data()
+    _ = try? feeding?.result()
     p.waitUntilExit()
     return (p.terminationStatus, [UInt8](data), [UInt8](errorText))
   }

@@ -31,22 +31,29 @@ struct PGColumn {
 }
 
 extension PGConnection {
-  /// The dumped columns of a table (generated columns left out), in table order.
-  func columns(oid: String) throws -> [PGColumn] {
-    try query(
+  /// What each table's dump needs from the catalog: the COPY column list, and for the json and
+  /// csv formats the columns themselves; one query for all the tables (a database of thousands
+  /// of tables would otherwise cost a round trip, a parse and a plan each).
+  func dumpColumns(of tables: [PGTable], format: DumpFormat) throws -> [PGDumpColumns] {
+    guard !tables.isEmpty else { return [] }
+    var byTable: [String: PGDumpColumns] = [:]
+    for r in try query(
       """
-      SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), t.typname
+      SELECT a.attrelid::text, pg_catalog.quote_ident(a.attname), a.attname,
+             pg_catalog.format_type(a.atttypid, a.atttypmod), t.typname
       FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-      WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-      ORDER BY a.attnum
-      """, [oid]
-    ).map { PGColumn(name: $0[0]!, type: $0[1]!, kind: PGJSONKind(typeName: $0[2]!)) }
-  }
-
-  /// What a table's dump needs from the catalog: the COPY column list, and for the json and csv
-  /// formats the columns themselves.
-  func dumpColumns(oid: String, format: DumpFormat) throws -> PGDumpColumns {
-    PGDumpColumns(copyList: try copyColumns(oid: oid), columns: format == .sql ? [] : try columns(oid: oid))
+      WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+      ORDER BY a.attrelid, a.attnum
+      """, [tables.oidArrayLiteral])
+    {
+      var shape = byTable[r[0]!] ?? PGDumpColumns(copyList: "", columns: [])
+      shape.copyList += (shape.copyList.isEmpty ? "" : ", ") + r[1]!
+      if format != .sql {
+        shape.columns.append(PGColumn(name: r[2]!, type: r[3]!, kind: PGJSONKind(typeName: r[4]!)))
+      }
+      byTable[r[0]!] = shape
+    }
+    return tables.map { byTable[$0.oid] ?? PGDumpColumns(copyList: "", columns: []) }
   }
 
   /// The quoted qualified name of the table "schema.table" in this database, or nil.

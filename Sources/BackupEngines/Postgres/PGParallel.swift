@@ -42,32 +42,41 @@ struct PGDumpUnit: Sendable {
 
 /// The hand-over between parallel dump workers and the one writer (docs/ARCHITECTURE.md,
 /// "Parallel PostgreSQL dumps"). Workers claim units (tables or page ranges of a big table) in
-/// order, at most `lookahead` units ahead of the unit the writer is on, and hand each unit's
+/// order, `lookahead` units ahead of the unit the writer is on, or further (up to
+/// `maxUnitsAhead`) while the units not yet written hold less than `aheadBytes` in all (a
+/// database of many small tables is copied while pg_dump still runs), and hand each unit's
 /// encoded bytes over in chunks; a unit holds at most `capacity` bytes not yet written (its
-/// worker waits beyond that). So memory is bounded by lookahead × capacity whatever the database
-/// size, nothing goes through a temporary file, and the units reach the sink in order: the file
-/// does not depend on the timing.
+/// worker waits beyond that). So memory is bounded by aheadBytes + lookahead × capacity
+/// whatever the database size, nothing goes through a temporary file, and the units reach the
+/// sink in order: the file does not depend on the timing.
 final class PGParallelDump: @unchecked Sendable {
   enum Item {
     case data([UInt8])
     case end(RowSetChecksum)
+    /// No worker could lock the unit's table: the writer copies it on the main connection.
+    case writerCopies
   }
 
   private let cond = NSCondition()
   private var chunks: [[[UInt8]]]
   private var buffered: [Int]
   private var results: [RowSetChecksum?]
+  private var handedOver: Set<Int> = []
   private var next = 0
   private var writerAt = 0
+  private var bufferedTotal = 0
   private var failure: Error?
   let count: Int
   let lookahead: Int
   let capacity: Int
+  let aheadBytes: Int
+  static let maxUnitsAhead = 4096
 
-  init(count: Int, lookahead: Int, capacity: Int = 8 << 20) {
+  init(count: Int, lookahead: Int, capacity: Int = 8 << 20, aheadBytes: Int = 16 << 20) {
     self.count = count
     self.lookahead = max(1, lookahead)
     self.capacity = capacity
+    self.aheadBytes = aheadBytes
     chunks = Array(repeating: [], count: count)
     buffered = Array(repeating: 0, count: count)
     results = Array(repeating: nil, count: count)
@@ -77,7 +86,11 @@ final class PGParallelDump: @unchecked Sendable {
   func claim() -> Int? {
     cond.lock()
     defer { cond.unlock() }
-    while failure == nil && next < count && next >= writerAt + lookahead { cond.wait() }
+    while failure == nil && next < count && next >= writerAt + lookahead
+      && (bufferedTotal >= aheadBytes || next >= writerAt + Self.maxUnitsAhead)
+    {
+      cond.wait()
+    }
     guard failure == nil, next < count else { return nil }
     next += 1
     return next - 1
@@ -91,12 +104,21 @@ final class PGParallelDump: @unchecked Sendable {
     if let failure { throw failure }
     chunks[i].append(bytes)
     buffered[i] += bytes.count
+    bufferedTotal += bytes.count
     cond.broadcast()
   }
 
   func finish(_ i: Int, _ checksum: RowSetChecksum) {
     cond.lock()
     results[i] = checksum
+    cond.broadcast()
+    cond.unlock()
+  }
+
+  /// Unit `i` (nothing of it put yet) is the writer's to copy.
+  func handToWriter(_ i: Int) {
+    cond.lock()
+    handedOver.insert(i)
     cond.broadcast()
     cond.unlock()
   }
@@ -122,10 +144,12 @@ final class PGParallelDump: @unchecked Sendable {
       if !chunks[i].isEmpty {
         let c = chunks[i].removeFirst()
         buffered[i] -= c.count
+        bufferedTotal -= c.count
         cond.broadcast()
         return .data(c)
       }
       if let r = results[i] { return .end(r) }
+      if handedOver.contains(i) { return .writerCopies }
       cond.wait()
     }
   }
@@ -140,12 +164,18 @@ final class PGParallelRun {
   let tables: [PGTable]
   /// The thread that runs the workers and returns when all of them have stopped.
   let running: PGBackground<Void>
+  /// Writes a unit no worker could lock (`PGParallelDump.Item.writerCopies`) into the sink.
+  let copyOnMain: (PGDumpUnit, PartSink) throws -> RowSetChecksum
 
-  init(shared: PGParallelDump, units: [PGDumpUnit], tables: [PGTable], running: PGBackground<Void>) {
+  init(
+    shared: PGParallelDump, units: [PGDumpUnit], tables: [PGTable], running: PGBackground<Void>,
+    copyOnMain: @escaping (PGDumpUnit, PartSink) throws -> RowSetChecksum
+  ) {
     self.shared = shared
     self.units = units
     self.tables = tables
     self.running = running
+    self.copyOnMain = copyOnMain
   }
 
   func write(to sink: PartSink) throws {
@@ -163,6 +193,9 @@ final class PGParallelRun {
             try bytes.withUnsafeBytes { try sink.write($0) }
           case .end(let checksum):
             total.merge(checksum)
+            ended = true
+          case .writerCopies:
+            total.merge(try copyOnMain(unit, sink))
             ended = true
           }
         }

@@ -64,6 +64,9 @@ extension PostgresEngine {
       let c = try conflicts(db, request)
       if !c.isEmpty && !request.dropExisting { throw refuse(c, endpoint: db.endpoint) }
       for x in c { notes.append("would drop \(x.kind) \"\(x.name)\"") }
+      if !request.isParallel, let locks = try PGRestoreSession.tooManyLocks(db, request) {
+        notes.append("would restore " + PGRestoreSession.batchNote(locks))
+      }
       probed.put(db)
     } catch let e as BackupError where e.status == .notFound {
       maintenanceIdle.put(try PGConnection(try ConnInfo(url).maintenance()))
@@ -96,7 +99,8 @@ extension PostgresEngine {
     do {
       let session = PGRestoreSession(db: db, request: request)
       if let created { session.report.notes.append(created) }
-      if request.isParallel {
+      let batched = try session.batchIfTooManyLocks()
+      if request.isParallel || batched {
         try session.runParallel(
           engine: self, parts: PGLockedOpener(parts), info: info, createdDatabase: created != nil)
       } else {
@@ -234,6 +238,63 @@ final class PGRestoreSession {
 
   static let maintenanceWorkMem: Int64 = 512 << 20
 
+  /// Locks per commit when the restore is too big for one transaction (nil: one transaction).
+  var commitEvery: Int?
+  private var locksSinceCommit = 0
+
+  /// The locks one transaction restoring the request's objects would hold, about: a table, its
+  /// TOAST table and TOAST index; one for every other object (an index, a constraint's index, a
+  /// sequence, a view, the table lock of a trigger or a comment).
+  static func lockEstimate(_ request: RestoreRequest) -> Int {
+    request.objects.reduce(0) { n, o in
+      if let tables = request.tables, !(o.table.map(tables.contains) ?? false) { return n }
+      return n + (["table", "foreign table", "materialized view"].contains(o.type) ? 3 : 1)
+    }
+  }
+
+  /// PostgreSQL's shared lock table holds about max_locks_per_transaction × (max_connections +
+  /// max_prepared_transactions) locks for all sessions, and a transaction that creates more
+  /// relations than fit fails ("out of shared memory") after doing most of the work. When the
+  /// estimate (`lockEstimate`) exceeds half of that: (need, capacity); else nil.
+  static func tooManyLocks(_ db: PGConnection, _ request: RestoreRequest) throws -> (
+    need: Int, capacity: Int
+  )? {
+    let need = lockEstimate(request)
+    guard need > 1000,
+      let row = try db.query(
+        """
+        SELECT pg_catalog.current_setting('max_locks_per_transaction')::bigint
+          * (pg_catalog.current_setting('max_connections')::bigint
+             + pg_catalog.current_setting('max_prepared_transactions')::bigint)
+        """
+      ).first, let capacity = row[0].flatMap({ Int($0) }), need > capacity / 2
+    else { return nil }
+    return (need, capacity)
+  }
+
+  static func batchNote(_ locks: (need: Int, capacity: Int)) -> String {
+    "in several transactions: its objects need about \(locks.need) locks, more than one transaction may hold on this server (about \(locks.capacity) for all sessions: max_locks_per_transaction × max_connections); a failure drops again what it created"
+  }
+
+  /// A restore too big for one transaction's locks (`tooManyLocks`) commits its drops, schema and
+  /// post-data parts in batches instead, each table in its own transaction, as `--jobs` does:
+  /// true then, with a note saying so.
+  func batchIfTooManyLocks() throws -> Bool {
+    guard let locks = try PGRestoreSession.tooManyLocks(db, request) else { return false }
+    commitEvery = max(64, locks.capacity / 4)
+    report.notes.append("restored " + PGRestoreSession.batchNote(locks))
+    return true
+  }
+
+  /// In a batched restore (`commitEvery`), commits once about that many locks are held.
+  func commitIfBatchFull(locks: Int) throws {
+    guard let every = commitEvery else { return }
+    locksSinceCommit += locks
+    guard locksSinceCommit >= every else { return }
+    try db.query("COMMIT; BEGIN")
+    locksSinceCommit = 0
+  }
+
   func abortTransaction() {
     if PQtransactionStatus(db.conn) == PQTRANS_ACTIVE {
       _ = try? db.endCopyIn(failWith: "restore aborted")
@@ -264,7 +325,8 @@ final class PGRestoreSession {
     guard !conflicts.isEmpty else { return }
     guard request.dropExisting else { throw engine.refuse(conflicts, endpoint: db.endpoint) }
     try drop(conflicts)
-    for c in conflicts { report.notes.append("dropped \(c.kind) \"\(c.name)\"") }
+    for c in conflicts.prefix(20) { report.notes.append("dropped \(c.kind) \"\(c.name)\"") }
+    if conflicts.count > 20 { report.notes.append("dropped \(conflicts.count - 20) more relations") }
   }
 
   func drop(_ relations: [PGConflict]) throws {
@@ -272,6 +334,7 @@ final class PGRestoreSession {
       for c in relations where c.kind == kind {
         let what = kind == "table" ? "TABLE" : kind.uppercased()
         try db.query("DROP \(what) IF EXISTS \(c.sql) CASCADE")
+        try commitIfBatchFull(locks: 4)
       }
     }
   }
@@ -376,6 +439,7 @@ final class PGRestoreSession {
             try failed(e, object: object)
           }
         }
+        try commitIfBatchFull(locks: 3)
       }
     }
   }
@@ -593,15 +657,21 @@ extension PGRestoreSession {
     try raiseMaintenanceWorkMem()
     try db.query("BEGIN")
     let tableIndices = request.parts.indices.filter { request.parts[$0].kind == .table }
+    var dropped = false
     do {
       try dropConflicts(engine: engine)
+      dropped = true
       for (i, part) in request.parts.enumerated() where part.kind == .schema {
         try apply(part, reader: InputReader(try parts.open(i)))
       }
       try db.query("COMMIT")
     } catch {
       abortTransaction()
-      throw error
+      // in one transaction (not batched) the failure has left nothing behind; in batches, the
+      // relations it created are dropped again (once the existing ones are dropped: before, the
+      // relations there are the target's own)
+      guard commitEvery != nil, dropped else { throw error }
+      throw undoCreated(engine: engine, createdDatabase: createdDatabase, after: error)
     }
     do {
       let encoding = (try db.query("SHOW client_encoding").first?.first ?? nil) ?? "UTF8"
@@ -613,28 +683,39 @@ extension PGRestoreSession {
       try db.query("COMMIT")
     } catch {
       abortTransaction()
-      guard !createdDatabase else { throw error }  // restoreImpl drops the database
-      let undone: String
-      do {
-        try db.query("BEGIN")
-        let created = try engine.conflicts(db, request)
-        try drop(created)
-        try db.query("COMMIT")
-        undone = "the \(created.count) relations this restore had created were dropped again"
-      } catch {
-        abortTransaction()
-        undone = "dropping the relations it had created failed too (\(oneLine("\(error)")))"
-      }
-      let message = (error as? BackupError)?.message ?? "\(error)"
-      throw BackupError(
-        (error as? BackupError)?.status ?? .database,
-        "parallel restore (--jobs \(request.jobs)) failed: \(message); \(undone)",
-        hint:
-          "schemas, types, functions and extensions it created are left; objects --drop-existing dropped are not brought back"
-      )
+      throw undoCreated(engine: engine, createdDatabase: createdDatabase, after: error)
     }
     addNotes()
-    report.notes.append("tables loaded on \(request.jobs) connections, each in its own transaction")
+    report.notes.append(
+      request.jobs > 1
+        ? "tables loaded on \(request.jobs) connections, each in its own transaction"
+        : "tables loaded each in its own transaction")
+  }
+
+  /// After a failure of a restore in several transactions, drops the backup's relations the
+  /// target now has (it refused or dropped them all before it began) and returns the error to
+  /// throw, which says so; a database the restore created is dropped whole by `restoreImpl`.
+  func undoCreated(engine: PostgresEngine, createdDatabase: Bool, after error: Error) -> Error {
+    guard !createdDatabase else { return error }
+    let undone: String
+    do {
+      try db.query("BEGIN")
+      let created = try engine.conflicts(db, request)
+      try drop(created)
+      try db.query("COMMIT")
+      undone = "the \(created.count) relations this restore had created were dropped again"
+    } catch {
+      abortTransaction()
+      undone = "dropping the relations it had created failed too (\(oneLine("\(error)")))"
+    }
+    let message = (error as? BackupError)?.message ?? "\(error)"
+    let how =
+      request.jobs > 1 ? "parallel restore (--jobs \(request.jobs))" : "restore in several transactions"
+    return BackupError(
+      (error as? BackupError)?.status ?? .database, "\(how) failed: \(message); \(undone)",
+      hint:
+        "schemas, types, functions and extensions it created are left; objects --drop-existing dropped are not brought back"
+    )
   }
 
   /// Loads the given table parts on up to `jobs` connections, the biggest first; a big table of
@@ -649,7 +730,7 @@ extension PGRestoreSession {
     var items: [PGLoadItem] = []
     for i in ordered {
       let part = request.parts[i]
-      if request.format == .sql, !request.continueOnError, let size = part.rawSize,
+      if request.format == .sql, request.jobs > 1, !request.continueOnError, let size = part.rawSize,
         size >= request.splitTableBytes, let table = part.table, wants(table: table)
       {
         let streams = max(2, min(Int64(request.jobs), size / max(1, request.splitTableBytes / 2)))

@@ -13,6 +13,8 @@ public struct PostgresEngine: BackupEngine {
   /// The restore check's connection to the maintenance database, kept for the restore that
   /// creates the target database.
   let maintenanceIdle = PGIdleConnection()
+  /// The environment pg_dump is looked up in (`PGDumpTool.find`: AI_SHELL_PG_DUMP, PATH).
+  var toolEnvironment = ProcessInfo.processInfo.environment
 
   public init(url: String) {
     self.url = url
