@@ -749,8 +749,12 @@ extension PGRestoreSession {
         do {
           if session == nil {
             let c = try PGConnection(info)
+            // each table commits without waiting for its WAL to reach the disk (thousands of
+            // small tables would wait for thousands of flushes): the restore reports success
+            // only after the post-data part's commit, which waits, and flushing its commit
+            // record flushes every earlier one
             try c.query(
-              "SET client_encoding = '\(encoding)'; SET lock_timeout = \(lockMillis); SET row_security = off; SET statement_timeout = 0"
+              "SET client_encoding = '\(encoding)'; SET lock_timeout = \(lockMillis); SET row_security = off; SET statement_timeout = 0; SET synchronous_commit = off"
             )
             session = PGRestoreSession(db: c, request: request)
           }
