@@ -177,8 +177,8 @@ public final class BackupService {
   // MARK: list / status
 
   public func list() throws -> [BackupSummary] {
-    try catalog.entries { [logger] problem in logger.warning("\(problem)") }.map {
-      BackupSummary(entry: $0, directory: store.directory)
+    try catalog.summaries { [logger] problem in logger.warning("\(problem)") }.map {
+      BackupSummary($0, directory: store.directory)
     }
   }
 

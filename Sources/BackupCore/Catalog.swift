@@ -21,6 +21,14 @@ public struct CatalogEntry: Sendable {
   public var fileName: String?
 }
 
+/// One backup as `list` shows it: a `CatalogEntry` whose manifest is read as a summary.
+public struct CatalogSummary: Sendable {
+  public var id: String
+  public var status: CatalogEntry.Status
+  public var manifest: ManifestSummary?
+  public var fileName: String?
+}
+
 /// The catalog is the backup directory itself: manifests are the truth and are read on demand
 /// (a cache can come later without changing this interface).
 public struct Catalog: Sendable {
@@ -35,6 +43,33 @@ public struct Catalog: Sendable {
   public func entries(problems: ((String) -> Void)? = nil) throws -> [CatalogEntry] {
     let listing = Listing(try store.list())
     return listing.ids.sorted().map { entry($0, in: listing, problems: problems) }
+  }
+
+  /// Every entry as `list` shows it: as `entries`, with each manifest read as a
+  /// `ManifestSummary` (its parts' members, schema objects and checksum checkpoints skipped;
+  /// `ManifestSummary.validate` checks what it has), so listing a directory of backups of
+  /// databases with thousands of tables does not decode every member of every one.
+  public func summaries(problems: ((String) -> Void)? = nil) throws -> [CatalogSummary] {
+    let listing = Listing(try store.list())
+    return listing.ids.sorted().map { id in
+      guard listing.manifests.contains(id) else {
+        let e = entry(id, in: listing, problems: problems)
+        return CatalogSummary(id: id, status: e.status, manifest: nil, fileName: e.fileName)
+      }
+      do {
+        let m = try loadManifest(id, decode: ManifestSummary.decode, id: \.id) { try $0.validate() }
+        return CatalogSummary(id: id, status: .complete, manifest: m, fileName: m.file.name)
+      } catch {
+        problems?("\(Self.manifestName(id)): \(error)")
+        return CatalogSummary(id: id, status: .damaged, manifest: nil, fileName: listing.dataFiles[id])
+      }
+    }
+  }
+
+  /// The entry of exactly this id (not a prefix), or nil; only its manifest is read.
+  public func entry(id: String) throws -> CatalogEntry? {
+    let listing = Listing(try store.list())
+    return listing.ids.contains(id) ? entry(id, in: listing, problems: nil) : nil
   }
 
   /// The data files that have no manifest file (incomplete or in progress, as `entries` lists
@@ -86,6 +121,14 @@ public struct Catalog: Sendable {
   }
 
   public func loadManifest(_ id: String) throws -> Manifest {
+    try loadManifest(id, decode: Manifest.decode, id: \.id) { try $0.validate() }
+  }
+
+  /// Reads `id`'s manifest file, decodes it (as a `Manifest` or a `ManifestSummary`) and checks
+  /// that it describes `id` and is valid.
+  private func loadManifest<M>(
+    _ id: String, decode: (Data) throws -> M, id idOf: (M) -> String, validate: (M) throws -> Void
+  ) throws -> M {
     let name = Catalog.manifestName(id)
     let data: Data
     do {
@@ -93,18 +136,18 @@ public struct Catalog: Sendable {
     } catch {
       throw BackupError(.notFound, "backup \(id) has no manifest", hint: "it is unfinished or was deleted")
     }
-    let manifest: Manifest
+    let manifest: M
     do {
-      manifest = try Manifest.decode(data)
+      manifest = try decode(data)
     } catch {
       throw BackupError(
         .corrupt, "manifest \(name) is not valid JSON or misses fields",
         hint: "the backup cannot be trusted; delete it with `ai-shell backup delete \(id) --force`")
     }
-    guard manifest.id == id else {
-      throw BackupError(.corrupt, "manifest \(name) describes another backup (\(manifest.id))")
+    guard idOf(manifest) == id else {
+      throw BackupError(.corrupt, "manifest \(name) describes another backup (\(idOf(manifest)))")
     }
-    try manifest.validate()
+    try validate(manifest)
     return manifest
   }
 

@@ -368,7 +368,7 @@ extension BackupService {
 
   /// Refuses an id that already exists unless `force`, which removes the existing backup.
   func makeRoom(for id: String, fileName: String, force: Bool) throws {
-    let existing = try catalog.entries().first { $0.id == id }
+    let existing = try catalog.entry(id: id)
     guard existing != nil || store.exists(fileName) || store.exists(Catalog.manifestName(id)) else { return }
     guard force else {
       throw BackupError(

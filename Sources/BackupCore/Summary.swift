@@ -35,6 +35,13 @@ public struct BackupSummary: Codable, Sendable {
   public var cloudFile: String?
 
   init(entry: CatalogEntry, directory: String) {
+    self.init(
+      CatalogSummary(
+        id: entry.id, status: entry.status, manifest: entry.manifest.map(ManifestSummary.init),
+        fileName: entry.fileName), directory: directory)
+  }
+
+  init(_ entry: CatalogSummary, directory: String) {
     id = entry.id
     status = entry.status
     tables = []

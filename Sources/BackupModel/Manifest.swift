@@ -254,21 +254,9 @@ public struct Manifest: Codable, Sendable, Equatable {
     func bad(_ what: String) -> BackupError {
       BackupError(.corrupt, "manifest of \(id) is invalid: \(what)", hint: "the backup cannot be trusted")
     }
-    guard formatVersion >= 1 else { throw bad("formatVersion \(formatVersion)") }
-    guard formatVersion <= Manifest.currentFormatVersion else {
-      throw BackupError(
-        .corrupt, "manifest of \(id) has format version \(formatVersion), newer than this tool reads",
-        hint: "upgrade ai-shell")
-    }
-    guard BackupID.isValid(id) else { throw bad("id \"\(id)\"") }
-    guard !file.name.contains("/"), !file.name.hasPrefix("."), !file.name.isEmpty else {
-      throw bad("file name \"\(file.name)\"")
-    }
-    var expected: Int64 = 0
+    // the format version, the id, the file name, parts that cover the payload end to end
+    try ManifestSummary(self).validate()
     for (i, p) in parts.enumerated() {
-      guard p.storedOffset == expected, p.storedLength >= 0, p.rawSize >= 0 else {
-        throw bad("part \(i) byte range")
-      }
       var raw: Int64 = 0
       var stored = p.storedOffset
       for m in p.members {
@@ -284,11 +272,6 @@ public struct Manifest: Codable, Sendable, Equatable {
       guard sha256Checkpoints != nil || p.storedSha256 != nil || p.sha256 != nil,
         [p.storedSha256, p.sha256].allSatisfy({ $0 == nil || SHA256Digest.isHex($0!) })
       else { throw bad("sha256 of part \(i)") }
-      if p.kind == .table && p.table == nil { throw bad("table part \(i) has no table name") }
-      expected = p.storedOffset + p.storedLength
-    }
-    guard expected == payloadSizeBytes else {
-      throw bad("parts cover \(expected) of \(payloadSizeBytes) bytes")
     }
     if let e = encryption {
       guard e.scheme == "age", !e.recipients.isEmpty else { throw bad("encryption \(e.scheme)") }
@@ -297,7 +280,6 @@ public struct Manifest: Codable, Sendable, Equatable {
     guard formatVersion >= minimumFormatVersion else {
       throw bad("format version \(formatVersion) cannot describe it (\(minimumFormatVersion) needed)")
     }
-    guard file.sha256.count == 64 else { throw bad("file sha256") }
     if let checkpoints = sha256Checkpoints {
       guard let digest = payloadSha256, SHA256Digest.isHex(digest) else { throw bad("payload sha256") }
       var last: Int64 = 0

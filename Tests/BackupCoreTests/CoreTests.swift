@@ -84,6 +84,49 @@ import Testing
     #expect { _ = try catalog.resolve("backup-2030") } throws: { ($0 as? BackupError)?.status == .notFound }
   }
 
+  /// `list` reads each manifest as a `ManifestSummary` (no members, objects or checkpoints): the
+  /// same summary a whole manifest gives, and a manifest whose parts do not cover its file is
+  /// damaged either way; a broken member layout only a whole read (status, restore, verify)
+  /// finds. `entry(id:)` takes an exact id, never a prefix.
+  @Test func listReadsSummariesOfTheManifests() throws {
+    let dir = TempDir()
+    let store = LocalStore(directory: dir.path)
+    let catalog = Catalog(store: store)
+    func write(_ id: String, storedLength: Int64 = 10, memberRaw: Int64 = 0) throws -> Manifest {
+      var m = manifest(id, file: id + ".sql.zst")
+      m.file.sizeBytes = 10
+      m.rawSizeBytes = 20
+      m.parts = [
+        .init(
+          kind: .table, table: "main.t", storedOffset: 0, storedLength: storedLength, rawSize: 20,
+          storedSha256: String(repeating: "a", count: 64), rows: 3, contentChecksum: "c",
+          members: [.init(rawOffset: memberRaw, rawLength: 20, storedOffset: 0, storedLength: storedLength)])
+      ]
+      m.objects = [SchemaObject(type: "table", name: "main.t", table: "main.t")]
+      m.formatVersion = m.minimumFormatVersion
+      try store.writeAtomically(Catalog.manifestName(id), try m.encoded())
+      _ = FileManager.default.createFile(atPath: dir.file(m.file.name), contents: Data(count: 10))
+      return m
+    }
+    let good = try write("backup-20260101T000000Z-good")
+    _ = try write("backup-20260101T000000Z-span", storedLength: 9)
+    _ = try write("backup-20260101T000000Z-memb", memberRaw: 1)
+    let listed = Dictionary(uniqueKeysWithValues: try catalog.summaries().map { ($0.id, $0) })
+    let whole = Dictionary(uniqueKeysWithValues: try catalog.entries().map { ($0.id, $0.status) })
+    let summary = try #require(listed["backup-20260101T000000Z-good"]?.manifest)
+    let expected = ManifestSummary(good)
+    #expect(summary.parts.map(\.table) == expected.parts.map(\.table))
+    #expect(summary.parts.map(\.rows) == [3] && summary.parts.map(\.storedLength) == [10])
+    let reread = try catalog.loadManifest(good.id)  // (dates are stored to the second)
+    #expect(summary.createdAt == reread.createdAt && summary.file == good.file && summary.id == good.id)
+    #expect(listed["backup-20260101T000000Z-span"]?.status == .damaged)
+    #expect(whole["backup-20260101T000000Z-span"] == .damaged)
+    #expect(listed["backup-20260101T000000Z-memb"]?.status == .complete)
+    #expect(whole["backup-20260101T000000Z-memb"] == .damaged)
+    #expect(try catalog.entry(id: "backup-20260101T000000Z-good")?.status == .complete)
+    #expect(try catalog.entry(id: "backup-20260101T000000Z-go") == nil)
+  }
+
   @Test func unfinishedFilesAreListedAndCleanedButDamagedManifestsAreKept() throws {
     let dir = TempDir()
     let store = LocalStore(directory: dir.path)
