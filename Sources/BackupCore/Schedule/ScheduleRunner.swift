@@ -184,8 +184,16 @@ public struct Pruner {
     } else {
       names = config.schedules.keys.sorted()
     }
-    let local = try BackupService(backupDirectory: backupDirectory, logger: logger).catalog.entries()
-      .filter { $0.status == .complete }
+    // what retention needs of a backup: its schedule's name and its date (the local manifests
+    // read as summaries, `Catalog.summaries`), and the entry to delete
+    typealias Candidate = (entry: CatalogEntry, name: String?, createdAt: Date)
+    let local: [Candidate] = try BackupService(backupDirectory: backupDirectory, logger: logger).catalog
+      .summaries().compactMap { e in
+        guard e.status == .complete, let m = e.manifest else { return nil }
+        return (
+          CatalogEntry(id: e.id, status: e.status, manifest: nil, fileName: e.fileName), m.name, m.createdAt
+        )
+      }
     var reports: [Report] = []
     for name in names {
       let s = config.schedules[name]!
@@ -196,13 +204,15 @@ public struct Pruner {
         for: s, config: config, backupDirectory: backupDirectory, logger: logger)
       var entries = local
       if service.cloud != nil {
-        let known = Set(local.map(\.id))
-        entries += try service.cloudEntries().filter { !known.contains($0.id) }
+        let known = Set(local.map(\.entry.id))
+        entries += try service.cloudEntries().filter { !known.contains($0.id) }.compactMap { e in
+          e.manifest.map { (e, $0.name, $0.createdAt) }
+        }
       }
-      let mine = entries.filter { $0.manifest?.name == name }
-      let byID = Dictionary(uniqueKeysWithValues: mine.map { ($0.id, $0) })
+      let mine = entries.filter { $0.name == name }
+      let byID = Dictionary(uniqueKeysWithValues: mine.map { ($0.entry.id, $0.entry) })
       let decisions = RetentionPolicy.evaluate(
-        mine.map { ($0.id, $0.manifest!.createdAt) }, rules: s.retentionRules(config: config), now: now,
+        mine.map { ($0.entry.id, $0.createdAt) }, rules: s.retentionRules(config: config), now: now,
         timeZone: zone, newest: newest)
       let removed = decisions.filter { !$0.keep }
       for d in removed {
