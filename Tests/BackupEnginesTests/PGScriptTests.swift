@@ -25,6 +25,28 @@ import Testing
 
     """#
 
+  /// pg_dump's TOC entry headers: the tag runs to the last "; Type: " (a name may hold "; "
+  /// and even "; Type: "), the fields after it are split at "; ", "-" is no schema.
+  @Test func tocHeaders() {
+    func parse(_ line: String) -> [String?]? {
+      TOCHeader(Array(line.utf8)[...]).map { [$0.tag, $0.type, $0.schema] }
+    }
+    #expect(parse("-- Name: a b; Type: TABLE; Schema: public; Owner: o\n") == ["a b", "TABLE", "public"])
+    #expect(
+      parse("-- Data for Name: t; Type: TABLE DATA; Schema: Odd; Sch; Owner: o") == [
+        "t", "TABLE DATA", "Odd",
+      ])
+    #expect(
+      parse("-- Name: x; Type: y; Type: FK CONSTRAINT; Schema: s; Owner: -\r\n") == [
+        "x; Type: y", "FK CONSTRAINT", "s",
+      ])
+    #expect(parse("-- Name: hstore; Type: EXTENSION; Schema: -; Owner: -") == ["hstore", "EXTENSION", nil])
+    #expect(parse("-- Name: ünï; Type: VIEW; Schema: ß") == ["ünï", "VIEW", "ß"])
+    #expect(parse("-- Name: no type here") == nil)
+    #expect(parse("-- Dumped from database version 15") == nil)
+    #expect(parse("-- Name: ; Type: ") == ["", "", nil])
+  }
+
   func streamed(_ text: String) throws -> [(PGScriptReader.Kind, String)] {
     let reader = PGScriptReader(InputReader(MemorySource(Array(text.utf8), chunk: 5)))
     var piece: [UInt8] = []

@@ -44,12 +44,7 @@ struct PGAnnotator<Resolver: PGEntryResolver> {
 
   init(_ resolver: Resolver) { self.resolver = resolver }
 
-  static func header(_ b: ArraySlice<UInt8>) -> TOCHeader? {
-    guard b.starts(with: Array("-- Name: ".utf8)) || b.starts(with: Array("-- Data for Name: ".utf8)) else {
-      return nil
-    }
-    return TOCHeader(String(decoding: b, as: UTF8.self))
-  }
+  static func header(_ b: ArraySlice<UInt8>) -> TOCHeader? { TOCHeader(b) }
 
   /// A comment, blank or meta-command line.
   mutating func line(_ b: ArraySlice<UInt8>, to out: inout [UInt8]) {

@@ -168,25 +168,56 @@ struct TOCHeader {
   var type: String
   var schema: String?
 
-  init?(_ line: String) {
-    var s = line
-    if s.hasPrefix("-- Name: ") {
-      s.removeFirst("-- Name: ".count)
-    } else if s.hasPrefix("-- Data for Name: ") {
-      s.removeFirst("-- Data for Name: ".count)
-    } else {
-      return nil
+  /// Parsed from the line's bytes (a dump has one header per object, so this stays off
+  /// Foundation's string calls): the tag runs to the last "; Type: ", the fields after it are
+  /// separated by "; ".
+  init?(_ line: ArraySlice<UInt8>) {
+    var b = line
+    for prefix in TOCHeader.prefixes where b.starts(with: prefix) {
+      b = b.dropFirst(prefix.count)
+      break
     }
-    s = s.trimmingCharacters(in: .newlines)
-    guard let t = s.range(of: "; Type: ", options: .backwards) else { return nil }
-    tag = String(s[..<t.lowerBound])
-    let after = s[t.upperBound...]
-    let fields = after.components(separatedBy: "; ")
-    type = fields[0]
+    guard b.startIndex != line.startIndex else { return nil }
+    while let last = b.last, last == 0x0A || last == 0x0D { b = b.dropLast() }
+    guard let t = TOCHeader.lastRange(of: TOCHeader.typeSeparator, in: b) else { return nil }
+    tag = String(decoding: b[..<t.lowerBound], as: UTF8.self)
+    let fields = TOCHeader.split(b[t.upperBound...], by: TOCHeader.fieldSeparator)
+    type = String(decoding: fields[0], as: UTF8.self)
     schema = nil
-    for f in fields.dropFirst() where f.hasPrefix("Schema: ") {
-      let v = String(f.dropFirst("Schema: ".count))
+    for f in fields.dropFirst() where f.starts(with: TOCHeader.schemaPrefix) {
+      let v = String(decoding: f.dropFirst(TOCHeader.schemaPrefix.count), as: UTF8.self)
       schema = v == "-" ? nil : v
     }
+  }
+
+  static let prefixes = [Array("-- Name: ".utf8), Array("-- Data for Name: ".utf8)]
+  static let typeSeparator = Array("; Type: ".utf8)
+  static let fieldSeparator = Array("; ".utf8)
+  static let schemaPrefix = Array("Schema: ".utf8)
+
+  static func lastRange(of needle: [UInt8], in b: ArraySlice<UInt8>) -> Range<Int>? {
+    var i = b.endIndex - needle.count
+    while i >= b.startIndex {
+      if b[i..<(i + needle.count)].elementsEqual(needle) { return i..<(i + needle.count) }
+      i -= 1
+    }
+    return nil
+  }
+
+  static func split(_ b: ArraySlice<UInt8>, by separator: [UInt8]) -> [ArraySlice<UInt8>] {
+    var out: [ArraySlice<UInt8>] = []
+    var start = b.startIndex
+    var i = b.startIndex
+    while i + separator.count <= b.endIndex {
+      if b[i..<(i + separator.count)].elementsEqual(separator) {
+        out.append(b[start..<i])
+        i += separator.count
+        start = i
+      } else {
+        i += 1
+      }
+    }
+    out.append(b[start..<b.endIndex])
+    return out
   }
 }
