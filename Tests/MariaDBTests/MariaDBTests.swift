@@ -279,6 +279,49 @@ func myShape(_ db: MyScratch) throws -> String {
     }
   }
 
+  /// A restore that creates its target gives it the source database's default character set
+  /// and collation (the manifest's database.creation), or utf8mb4 where the server refuses
+  /// them, and the notes say which.
+  @Test func aCreatedTargetHasTheSourcesCharacterSet() throws {
+    guard let url = mariadbURL() else { return }
+    let server = MyServer(url)
+    let source = try server.freshDatabase("cs")
+    try source.sql(
+      """
+      ALTER DATABASE \(source.name) CHARACTER SET latin1 COLLATE latin1_german1_ci;
+      CREATE TABLE t (id int PRIMARY KEY, s varchar(10) CHARACTER SET utf8mb4);
+      INSERT INTO t VALUES (1, 'ä😀');
+      """)
+    let dumped = try myDump(source.url)
+    #expect(
+      dumped.result.creation
+        == Manifest.DatabaseCreation(
+          encoding: "latin1", lcCollate: "latin1_german1_ci", lcCtype: "latin1_german1_ci"))
+    func defaults(_ db: String) throws -> String {
+      try server.run(
+        "information_schema",
+        "SELECT CONCAT(DEFAULT_CHARACTER_SET_NAME, ' ', DEFAULT_COLLATION_NAME) FROM SCHEMATA WHERE SCHEMA_NAME = '\(db)'"
+      )
+    }
+    let target = server.unusedDatabase("cs")
+    let check = try target.engine.checkRestore(dumped.request())
+    #expect(
+      check.contains { $0.contains("character set latin1 and collation latin1_german1_ci") }, "\(check)")
+    let report = try dumped.restoreIntoNewDatabase(target.engine, exists: target.exists)
+    #expect(report.notes.contains { $0.contains("character set latin1 and collation latin1_german1_ci") })
+    #expect(try defaults(target.name) == "latin1 latin1_german1_ci")
+    #expect(try target.sql("SELECT s FROM t") == "ä😀")
+    // a collation this server does not have: utf8mb4, and the note says why
+    var request = dumped.request()
+    request.creation = Manifest.DatabaseCreation(
+      encoding: "latin1", lcCollate: "no_such_collation", lcCtype: "no_such_collation")
+    let other = server.unusedDatabase("cs")
+    let refused = try other.engine.restore(request, parts: dumped.opener)
+    #expect(refused.notes.contains { $0.contains("with character set utf8mb4: the server refused") })
+    #expect(try defaults(other.name).hasPrefix("utf8mb4 "))
+    #expect(try other.sql("SELECT s FROM t") == "ä😀")
+  }
+
   @Test func restoreRefusesExistingTablesAndDropsOnlyTheBackups() throws {
     guard let url = mariadbURL() else { return }
     let server = MyServer(url)

@@ -261,6 +261,14 @@ extension MariaDBEngine {
     let size = try db.query(
       "SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
     ).first?.first??.split(separator: ".").first.flatMap { Int64($0) }
+    // the database's default character set and collation, which a restore that creates its
+    // target gives it (recorded as the manifest's database.creation: encoding and collations)
+    let creation = try db.query(
+      "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = DATABASE()"
+    ).first.flatMap { r -> Manifest.DatabaseCreation? in
+      guard let cs = r[0], let co = r[1] else { return nil }
+      return Manifest.DatabaseCreation(encoding: cs, lcCollate: co, lcCtype: co)
+    }
     let all = try db.catalogTables()
     var tables = all.filter(\.isBaseTable)
     let selective = options.tables != nil
@@ -403,7 +411,7 @@ extension MariaDBEngine {
     let objects = schema.objects.map(\.0) + post.objects.map(\.0).filter { $0.type != "sequence set" }
     return DumpResult(
       serverVersion: serverVersion, sizeBytes: size, objects: objects, replicationPosition: position,
-      warnings: warnings)
+      creation: creation, warnings: warnings)
   }
 
   /// A routine, trigger or event body: run under its own sql_mode, between `DELIMITER ;;` lines

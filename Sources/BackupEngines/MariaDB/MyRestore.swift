@@ -167,11 +167,40 @@ extension MariaDBEngine {
       for x in c { notes.append("would drop \(x.type) \"\(x.name)\"") }
     } catch let e as BackupError where e.status == .notFound {
       _ = try connect(selectDatabase: false)
-      notes.append("would create database \"\(name)\"")
+      notes.append(
+        "would create database \"\(name)\""
+          + (request.creation.map {
+            " with the source's character set \($0.encoding) and collation \($0.lcCollate)"
+          }
+            ?? ""))
     }
     notes.append("would restore \(tables.count) table\(tables.count == 1 ? "" : "s")")
     if request.tables != nil { notes.append("views, routines and events are skipped: --tables given") }
     return notes
+  }
+
+  /// Creates the restore's target with the source database's default character set and
+  /// collation (the manifest's `database.creation`), as mysqldump --databases would; a server that
+  /// lacks them (an older one, another product) gets utf8mb4 and the note says why. Returns the
+  /// note.
+  func createDatabase(_ name: String, like source: Manifest.DatabaseCreation?, on db: MyConnection) throws
+    -> String
+  {
+    if let c = source {
+      do {
+        try db.exec(
+          "CREATE DATABASE \(myIdent(name)) CHARACTER SET \(myString(c.encoding)) COLLATE \(myString(c.lcCollate))"
+        )
+        return
+          "created database \"\(name)\" with the source's character set \(c.encoding) and collation \(c.lcCollate)"
+      } catch let e as BackupError where e.status == .database {
+        try db.exec("CREATE DATABASE \(myIdent(name)) CHARACTER SET utf8mb4")
+        return
+          "created database \"\(name)\" with character set utf8mb4: the server refused the source's \(c.encoding) / \(c.lcCollate) (\(oneLine(e.message)))"
+      }
+    }
+    try db.exec("CREATE DATABASE \(myIdent(name)) CHARACTER SET utf8mb4")
+    return "created database \"\(name)\""
   }
 
   func restoreImpl(_ request: RestoreRequest, parts: PartOpener) throws -> RestoreReport {
@@ -182,14 +211,15 @@ extension MariaDBEngine {
     let exists = try !db.query(
       "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = \(myString(name))"
     ).isEmpty
+    var createdNote = ""
     if !exists {
-      try db.exec("CREATE DATABASE \(myIdent(name)) CHARACTER SET utf8mb4")
+      createdNote = try createDatabase(name, like: request.creation, on: db)
       created = true
     }
     let session = MyRestoreSession(db: db, request: request)
     do {
       try db.exec("USE \(myIdent(name))")
-      if created { session.report.notes.append("created database \"\(name)\"") }
+      if created { session.report.notes.append(createdNote) }
       try session.run(engine: self, parts: parts)
       return session.report
     } catch {
