@@ -186,6 +186,7 @@ extension MariaDBEngine {
   func createDatabase(_ name: String, like source: Manifest.DatabaseCreation?, on db: MyConnection) throws
     -> String
   {
+    var refused = ""
     if let c = source {
       do {
         try db.exec(
@@ -194,13 +195,12 @@ extension MariaDBEngine {
         return
           "created database \"\(name)\" with the source's character set \(c.encoding) and collation \(c.lcCollate)"
       } catch let e as BackupError where e.status == .database {
-        try db.exec("CREATE DATABASE \(myIdent(name)) CHARACTER SET utf8mb4")
-        return
-          "created database \"\(name)\" with character set utf8mb4: the server refused the source's \(c.encoding) / \(c.lcCollate) (\(oneLine(e.message)))"
+        refused =
+          " with character set utf8mb4: the server refused the source's \(c.encoding) / \(c.lcCollate) (\(oneLine(e.message)))"
       }
     }
     try db.exec("CREATE DATABASE \(myIdent(name)) CHARACTER SET utf8mb4")
-    return "created database \"\(name)\""
+    return "created database \"\(name)\"" + refused
   }
 
   func restoreImpl(_ request: RestoreRequest, parts: PartOpener) throws -> RestoreReport {

@@ -439,12 +439,13 @@ extension PostgresEngine {
   /// takes one per table in this connection and one in pg_dump's.
   static func lockTableFull(_ endpoint: String, _ message: String, locking what: String) -> BackupError {
     BackupError(
-      .database,
-      "PostgreSQL at \(endpoint): the server's lock table is full locking \(what) (\(message))",
-      hint:
-        "raise max_locks_per_transaction on the server (a restart applies it; the backup needs about 2 locks per table, as pg_dump needs 1), or back up fewer tables at once with --tables"
-    )
+      .database, "PostgreSQL at \(endpoint): the server's lock table is full locking \(what) (\(message))",
+      hint: lockTableFullHint)
   }
+
+  /// What to do about a full lock table (our LOCK TABLE's error, or pg_dump's).
+  static let lockTableFullHint =
+    "raise max_locks_per_transaction on the server (a restart applies it; the backup needs about 2 locks per table, as pg_dump needs 1), or back up fewer tables at once with --tables"
 
   /// A worker connection for `--jobs`, in the backup's snapshot. It locks each table when it
   /// comes to it (`lockForWorker`), so the workers hold one lock per table between them, not one
@@ -486,7 +487,7 @@ extension PostgresEngine {
   /// Starts the worker connections on the table parts (all in the backup's snapshot, see
   /// `openWorker`); `PGParallelRun.write` hands them to the sink, units (tables, or page ranges
   /// of big tables) in order (PGParallelDump), each table's units in one part. Until then the
-  /// workers get at most `lookahead` units ahead, held in memory.
+  /// workers run ahead within PGParallelDump's bounds, their units held in memory.
   func startParallelDump(
     _ tables: [PGTable], _ shapes: [PGDumpColumns], units: [PGDumpUnit], layout: PGPartLayout,
     workers: PGWorkers, main: PGConnection
@@ -494,6 +495,15 @@ extension PostgresEngine {
     let jobs = workers.connections.count
     let shared = PGParallelDump(count: units.count, lookahead: jobs + 1)
     let engine = self
+    // one unit's rows from `db` into `sink` (a worker's hand-over, or the writer's own sink)
+    let copyUnit: @Sendable (PGConnection, PGDumpUnit, PartSink) throws -> RowSetChecksum = {
+      db, unit, sink in
+      let out = OutputBuffer(sink: sink)
+      let checksum = try engine.dumpTable(
+        db, tables[unit.table], shapes[unit.table], layout: layout, out: out, unit: unit)
+      try out.flush()
+      return checksum
+    }
     // a thread of its own, not the global dispatch queue: pg_dump may still be running, and the
     // threads reading its output could hold that queue's few threads (one per core) until it ends
     let running = PGBackground {
@@ -510,11 +520,7 @@ extension PostgresEngine {
               }
               locked.insert(unit.table)
             }
-            let out = OutputBuffer(sink: PGPipeSink(shared, i))
-            let checksum = try engine.dumpTable(
-              db, tables[unit.table], shapes[unit.table], layout: layout, out: out, unit: unit)
-            try out.flush()
-            shared.finish(i, checksum)
+            shared.finish(i, try copyUnit(db, unit, PGPipeSink(shared, i)))
           } catch {
             shared.fail(error)
             return
@@ -523,15 +529,9 @@ extension PostgresEngine {
       }
     }
     // a unit a worker could not lock is copied by the main connection, which holds every lock
-    let copyOnMain: (PGDumpUnit, PartSink) throws -> RowSetChecksum = { unit, sink in
-      let out = OutputBuffer(sink: sink)
-      let checksum = try engine.dumpTable(
-        main, tables[unit.table], shapes[unit.table], layout: layout, out: out, unit: unit)
-      try out.flush()
-      return checksum
-    }
     return PGParallelRun(
-      shared: shared, units: units, tables: tables, running: running, copyOnMain: copyOnMain)
+      shared: shared, units: units, tables: tables, running: running,
+      copyOnMain: { unit, sink in try copyUnit(main, unit, sink) })
   }
 
   /// Waits until each of the pg_dump processes named `names` (their application_name) holds its
@@ -685,7 +685,7 @@ struct PGDumpTool {
       // pg_dump's own LOCK TABLE queued behind another session's exclusive lock request
       let lockHint =
         message.contains("out of shared memory")
-        ? "the server's lock table is full: raise max_locks_per_transaction on the server (a restart applies it), or back up fewer tables at once with --tables"
+        ? "the server's lock table is full: " + PostgresEngine.lockTableFullHint
         : message.contains("LOCK TABLE")
           ? "another session holds or waits for an exclusive lock on a table (ALTER, DROP, TRUNCATE); retry, or raise --lock-timeout"
           : nil

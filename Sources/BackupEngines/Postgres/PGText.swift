@@ -179,9 +179,10 @@ struct TOCHeader {
     }
     guard b.startIndex != line.startIndex else { return nil }
     while let last = b.last, last == 0x0A || last == 0x0D { b = b.dropLast() }
-    guard let t = TOCHeader.lastRange(of: TOCHeader.typeSeparator, in: b) else { return nil }
+    guard let t = b.ranges(of: TOCHeader.typeSeparator).last else { return nil }
     tag = String(decoding: b[..<t.lowerBound], as: UTF8.self)
-    let fields = TOCHeader.split(b[t.upperBound...], by: TOCHeader.fieldSeparator)
+    let fields = b[t.upperBound...].split(
+      separator: TOCHeader.fieldSeparator, omittingEmptySubsequences: false)
     type = String(decoding: fields[0], as: UTF8.self)
     schema = nil
     for f in fields.dropFirst() where f.starts(with: TOCHeader.schemaPrefix) {
@@ -194,30 +195,4 @@ struct TOCHeader {
   static let typeSeparator = Array("; Type: ".utf8)
   static let fieldSeparator = Array("; ".utf8)
   static let schemaPrefix = Array("Schema: ".utf8)
-
-  static func lastRange(of needle: [UInt8], in b: ArraySlice<UInt8>) -> Range<Int>? {
-    var i = b.endIndex - needle.count
-    while i >= b.startIndex {
-      if b[i..<(i + needle.count)].elementsEqual(needle) { return i..<(i + needle.count) }
-      i -= 1
-    }
-    return nil
-  }
-
-  static func split(_ b: ArraySlice<UInt8>, by separator: [UInt8]) -> [ArraySlice<UInt8>] {
-    var out: [ArraySlice<UInt8>] = []
-    var start = b.startIndex
-    var i = b.startIndex
-    while i + separator.count <= b.endIndex {
-      if b[i..<(i + separator.count)].elementsEqual(separator) {
-        out.append(b[start..<i])
-        i += separator.count
-        start = i
-      } else {
-        i += 1
-      }
-    }
-    out.append(b[start..<b.endIndex])
-    return out
-  }
 }
